@@ -1,0 +1,72 @@
+"""engram.core: types, provider protocols, the registry, configuration, errors and the engine."""
+
+from . import errors
+from ._config import ENV_PREFIX, FusionConfig, MemoryConfig, SearchConfig
+from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
+from ._fusion import fuse, normalize_dbsf, normalize_minmax
+from ._memory import AsyncMemory, fuse_hits
+from ._protocols import LLM, Embedder, GraphStore, HistoryStore, Reranker, VectorStore
+from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
+from ._sync import Memory
+from ._types import (
+    Event,
+    HistoryEvent,
+    LLMResponse,
+    MemoryItem,
+    Message,
+    Relation,
+    Scope,
+    ScoredMemory,
+    SearchMode,
+    VectorQuery,
+    WriteBatch,
+    content_hash,
+    normalize_messages,
+    parse_time,
+    utcnow,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "FIRST_PARTY_EXTRAS",
+    "KINDS",
+    "LLM",
+    "And",
+    "AsyncMemory",
+    "Cmp",
+    "Embedder",
+    "Event",
+    "Filter",
+    "FusionConfig",
+    "GraphStore",
+    "HistoryEvent",
+    "HistoryStore",
+    "LLMResponse",
+    "Memory",
+    "MemoryConfig",
+    "MemoryItem",
+    "Message",
+    "Not",
+    "Or",
+    "Registry",
+    "Relation",
+    "Reranker",
+    "Scope",
+    "ScoredMemory",
+    "SearchConfig",
+    "SearchMode",
+    "VectorQuery",
+    "VectorStore",
+    "WriteBatch",
+    "content_hash",
+    "errors",
+    "fuse",
+    "fuse_hits",
+    "matches",
+    "normalize_dbsf",
+    "normalize_minmax",
+    "normalize_messages",
+    "parse_filters",
+    "parse_time",
+    "utcnow",
+]

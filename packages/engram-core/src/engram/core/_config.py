@@ -1,0 +1,177 @@
+"""Configuration: :class:`MemoryConfig`, from code, an ``engram.toml`` file, or ``ENGRAM_*`` variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "FusionConfig", "MemoryConfig", "SearchConfig"]
+
+ENV_PREFIX = "ENGRAM_"
+PROVIDER_FIELDS = ("llm", "embedder", "vector_store", "graph_store", "history_store", "reranker")
+
+
+class FusionConfig(BaseModel):
+    """How dense (cosine) and lexical (BM25) rankings are combined.
+
+    Attributes:
+        method: ``"rsf"``, relative score fusion (each list's scores min-max normalised to [0, 1]
+            and summed with the weights; Weaviate's ``relativeScoreFusion``); ``"dbsf"``,
+            distribution-based score fusion (scores normalised by mean ± 3 standard deviations;
+            Qdrant's DBSF); ``"rrf"``, reciprocal rank fusion, ``sum(w / (k + rank))``
+            (Cormack, Clarke and Büttcher, SIGIR 2009).
+        dense_weight, lexical_weight: each path's weight (>= 0; they need not sum to 1).
+        rrf_k: RRF's rank constant ``k``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["rsf", "dbsf", "rrf"] = "rsf"
+    dense_weight: float = Field(0.5, ge=0)
+    lexical_weight: float = Field(0.5, ge=0)
+    rrf_k: int = Field(60, ge=1)
+
+
+class SearchConfig(BaseModel):
+    """Search defaults.
+
+    Attributes:
+        fusion: see :class:`FusionConfig`.
+        candidates: how many hits each recall path fetches before fusion (>= the caller's limit).
+        path_timeout: seconds each recall path may take.
+        threshold: default minimum final score, or ``None`` for none.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    fusion: FusionConfig = FusionConfig()
+    candidates: int = Field(50, ge=1, le=10_000)
+    path_timeout: float = Field(30.0, gt=0)
+    threshold: float | None = None
+
+
+class MemoryConfig(BaseModel):
+    """Everything :class:`~engram.core.AsyncMemory` needs; every field has a working default.
+
+    Each provider field takes an instance, a registered name (``"sqlite"``), a URL
+    (``"sqlite:///home/me/engram.db"``) or ``{"provider": name, "config": {...}}``.
+
+    Attributes:
+        vector_store: default ``"sqlite"`` (a file in the user's data directory).
+        embedder: default ``"local"`` (all-MiniLM-L6-v2 on onnxruntime, offline).
+        llm: ``None`` stores messages verbatim; an LLM enables ``add(infer=True)``.
+        history_store: ``None`` uses the vector store's own history when it keeps one (the SQLite
+            store does, in the same transaction as the memories), else an in-memory SQLite history.
+        graph_store, reranker: off by default.
+        search: see :class:`SearchConfig`.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    vector_store: Any = "sqlite"
+    embedder: Any = "local"
+    llm: Any = None
+    history_store: Any = None
+    graph_store: Any = None
+    reranker: Any = None
+    search: SearchConfig = SearchConfig()
+
+    @field_validator(*PROVIDER_FIELDS)
+    @classmethod
+    def _provider_spec(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a provider name cannot be empty")
+        if isinstance(value, Mapping) and "provider" not in value:
+            raise ValueError('a provider mapping needs a "provider" key, e.g. {"provider": "sqlite", "config": {...}}')
+        return value
+
+    @classmethod
+    def parse(cls, data: MemoryConfig | Mapping[str, Any] | None) -> MemoryConfig:
+        """Validate a mapping (or pass a config through).
+
+        Raises:
+            ConfigurationError: with pydantic's field-by-field reasons.
+        """
+        if isinstance(data, MemoryConfig):
+            return data
+        try:
+            return cls.model_validate(dict(data or {}))
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid engram configuration:\n{exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> MemoryConfig:
+        """Read an ``engram.toml`` file (the same keys as the mapping form; ``[search.fusion]`` etc.).
+
+        Raises:
+            ConfigurationError: unreadable file, bad TOML or invalid values.
+        """
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read config file {path}: {exc}") from None
+        return cls.parse(data)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, base: MemoryConfig | Mapping[str, Any] | None = None
+    ) -> MemoryConfig:
+        """Build from ``ENGRAM_*`` variables layered over ``base``.
+
+        ``__`` separates nested keys and values are read as JSON when they parse, else as strings::
+
+            ENGRAM_VECTOR_STORE=sqlite:///data/engram.db
+            ENGRAM_EMBEDDER=hash
+            ENGRAM_LLM__PROVIDER=openai
+            ENGRAM_LLM__CONFIG__MODEL=gpt-4.1-mini
+            ENGRAM_SEARCH__FUSION__METHOD=rrf
+
+        ``ENGRAM_CONFIG`` names an ``engram.toml`` read first. Other ``ENGRAM_*`` names that are not
+        config keys (``ENGRAM_DB``, ``ENGRAM_TEST_*``) are ignored.
+
+        Raises:
+            ConfigurationError: invalid values.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        if base is not None:
+            data = cls.parse(base).model_dump(exclude_defaults=True)
+        if env.get(ENV_PREFIX + "CONFIG"):
+            data = _merge(data, cls.from_toml(env[ENV_PREFIX + "CONFIG"]).model_dump(exclude_defaults=True))
+        top = set(cls.model_fields)
+        for name, raw in env.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+            if parts[0] not in top or parts[0] == "config":
+                continue
+            try:
+                value: Any = json.loads(raw)
+            except ValueError:
+                value = raw
+            node = data
+            for p in parts[:-1]:
+                child = node.get(p)
+                if isinstance(child, str):  # ENGRAM_LLM=openai plus ENGRAM_LLM__CONFIG__X=...
+                    child = {"provider": child}
+                if not isinstance(child, dict):
+                    child = {}
+                node[p] = child
+                node = child
+            node[parts[-1]] = value
+        return cls.parse(data)
+
+
+def _merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, Mapping) else v
+    return out

@@ -1,0 +1,463 @@
+"""The memory engine: :class:`AsyncMemory`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+
+from ._config import MemoryConfig
+from ._filters import Filter, parse_filters
+from ._fusion import fuse
+from ._protocols import Embedder, HistoryStore, VectorStore
+from ._registry import Registry
+from ._types import (
+    Event,
+    HistoryEvent,
+    MemoryItem,
+    Scope,
+    ScoredMemory,
+    VectorQuery,
+    WriteBatch,
+    content_hash,
+    normalize_messages,
+    utcnow,
+)
+from .errors import ConfigurationError, InvalidInputError, MemoryNotFoundError, ProviderError
+
+__all__ = ["AsyncMemory"]
+
+log = logging.getLogger("engram")
+MAX_LIMIT = 10_000
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise InvalidInputError("metadata must be a mapping with string keys")
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable (finite numbers only): {exc}") from None
+    return dict(metadata)
+
+
+def _check_limit(limit: Any, name: str = "limit") -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInputError(f"{name} must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
+    return limit
+
+
+def _check_id(memory_id: Any) -> str:
+    if not isinstance(memory_id, str) or not memory_id or len(memory_id) > 256:
+        raise InvalidInputError(f"memory_id must be a non-empty string, got {memory_id!r}")
+    return memory_id
+
+
+def _hit_dict(hit: ScoredMemory) -> dict[str, Any]:
+    d = hit.item.to_dict()
+    d["score"] = hit.score
+    d["scores"] = hit.scores
+    return d
+
+
+class AsyncMemory:
+    """Long-term memory for agents, async. mem0's method names, parameters and result shapes.
+
+    Providers are built lazily on first use from ``config`` (see :class:`MemoryConfig`); close
+    them with ``await memory.aclose()`` or ``async with AsyncMemory(...) as memory``.
+
+    Args:
+        config: a :class:`MemoryConfig`, a mapping of its fields, or ``None`` for the defaults.
+        registry: where provider names are looked up (default: the installed entry points).
+
+    Raises:
+        ConfigurationError: the configuration is invalid.
+    """
+
+    def __init__(self, config: MemoryConfig | Mapping[str, Any] | None = None, *, registry: Registry | None = None):
+        self.config = MemoryConfig.parse(config)
+        self.registry = registry or Registry()
+        self._vector: VectorStore | None = None
+        self._embedder: Embedder | None = None
+        self._history: HistoryStore | None = None
+        self._history_in_store = False
+        self._llm: Any = None
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AsyncMemory:
+        """Same as ``AsyncMemory(config)``; mem0's spelling."""
+        return cls(config)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        if self._vector is not None:
+            return
+        if self._closed:
+            raise ConfigurationError("this memory has been closed")
+        c = self.config
+        vector = self.registry.create("vector_store", c.vector_store)
+        embedder = self.registry.create("embedder", c.embedder)
+        llm = self.registry.create("llm", c.llm) if c.llm is not None else None
+        if c.history_store is not None:
+            history = self.registry.create("history_store", c.history_store)
+            in_store = history is vector
+        elif "history" in getattr(vector, "capabilities", ()) and isinstance(vector, HistoryStore):
+            history, in_store = vector, True
+        else:
+            history, in_store = self.registry.create("history_store", "sqlite:///:memory:"), False
+        self._embedder, self._llm, self._history, self._history_in_store = embedder, llm, history, in_store
+        self._vector = vector
+
+    @property
+    def vector_store(self) -> VectorStore:
+        self._ensure()
+        assert self._vector is not None
+        return self._vector
+
+    @property
+    def embedder(self) -> Embedder:
+        self._ensure()
+        assert self._embedder is not None
+        return self._embedder
+
+    @property
+    def history_store(self) -> HistoryStore:
+        self._ensure()
+        assert self._history is not None
+        return self._history
+
+    async def aclose(self) -> None:
+        """Release every provider. Safe to call twice."""
+        seen: set[int] = set()
+        for p in (self._vector, self._history, self._embedder, self._llm):
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                await p.aclose()
+        self._vector = self._embedder = self._history = self._llm = None
+        self._closed = True
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _embed(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
+        vectors = await self.embedder.embed(list(texts), kind=kind)  # type: ignore[arg-type]
+        if vectors.shape != (len(texts), self.embedder.dims):
+            raise ProviderError(
+                f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self.embedder.dims})"
+            )
+        return vectors
+
+    async def _commit(self, batch: WriteBatch) -> None:
+        await self.vector_store.write(batch)
+        if batch.events and not self._history_in_store:
+            await self.history_store.add_events(batch.events)
+
+    # -- add -----------------------------------------------------------------------------------
+
+    async def add(
+        self,
+        messages: Any,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        infer: bool = True,
+    ) -> dict[str, Any]:
+        """Remember conversation turns.
+
+        Args:
+            messages: a string, a ``{"role", "content"[, "name", "time"]}`` mapping, or a list of them.
+            user_id, agent_id, run_id: the scope; at least one is required.
+            metadata: JSON-compatible mapping stored with every memory this call creates.
+            infer: let the LLM extract and curate facts. Without an LLM configured, or with
+                ``infer=False``, each non-system message is stored verbatim, its role, speaker
+                name (``speaker``) and time (``message_time``, ISO 8601) added to its metadata.
+
+        Returns:
+            ``{"results": [{"id", "memory", "event": "ADD", ...}, ...]}``.
+
+        Raises:
+            InvalidScopeError, InvalidMessageError, InvalidInputError: nothing was stored.
+            ProviderError: a provider failed; with the SQLite default nothing was stored.
+        """
+        scope = Scope(user_id, agent_id, run_id)
+        msgs = normalize_messages(messages)
+        base_meta = _check_metadata(metadata)
+        self._ensure()
+        if infer and self._llm is not None:
+            log.warning("LLM fact extraction is not built yet (engram 0.1); storing the messages verbatim")
+        keep = [m for m in msgs if m.role != "system" and m.content.strip()]
+        if not keep:
+            return {"results": []}
+        vectors = await self._embed([m.content for m in keep])
+        now = utcnow()
+        batch = WriteBatch()
+        for m, vec in zip(keep, vectors, strict=True):
+            meta = dict(base_meta)
+            meta["role"] = m.role
+            if m.name is not None:
+                meta["speaker"] = m.name
+            if m.time is not None:
+                meta["message_time"] = m.time.isoformat()
+            item = MemoryItem(
+                id=str(uuid.uuid4()), memory=m.content, hash=content_hash(m.content),
+                user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id,
+                metadata=meta, created_at=now, embedding=vec,
+            )
+            batch.upserts.append(item)
+            batch.events.append(
+                HistoryEvent(
+                    id=str(uuid.uuid4()), memory_id=item.id, event=Event.ADD, old_memory=None,
+                    new_memory=m.content, user_id=scope.user_id, agent_id=scope.agent_id,
+                    run_id=scope.run_id, actor_id=m.name, role=m.role, created_at=now,
+                )
+            )
+        await self._commit(batch)
+        return {"results": [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]}
+
+    # -- search --------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:
+        """Recall the memories that best answer ``query`` in a scope.
+
+        Dense recall (cosine similarity of embeddings) and lexical recall (BM25, where the store
+        has it) run concurrently, each fetching ``config.search.candidates`` hits, and are fused
+        with ``config.search.fusion`` (relative score fusion by default, see :func:`fuse`).
+
+        Args:
+            query: any string; it is never parsed as a query language.
+            filters: metadata filter mapping (see :mod:`engram.core._filters` for the syntax).
+            limit: at most this many results (1-10000).
+            threshold: drop results whose final score is below it (default
+                ``config.search.threshold``).
+
+        Returns:
+            ``{"results": [memory dict + "score" (fused, in [0, 1] for rsf/dbsf) + "scores"
+            (per path: dense cosine, lexical BM25)], "relations": []}``.
+
+        Raises:
+            InvalidScopeError, InvalidFilterError, InvalidInputError: bad arguments.
+            ProviderError: a provider failed.
+        """
+        scope = Scope(user_id, agent_id, run_id)
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
+        limit = _check_limit(limit)
+        parsed = parse_filters(filters)
+        if threshold is None:
+            threshold = self.config.search.threshold
+        if threshold is not None and (not isinstance(threshold, int | float) or math.isnan(threshold)):
+            raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
+        hits = await self._recall(query, scope, parsed, limit)
+        results = [_hit_dict(h) for h in hits if threshold is None or h.score >= threshold][:limit]
+        return {"results": results, "relations": []}
+
+    async def _recall(self, query: str, scope: Scope, filters: Filter | None, limit: int) -> list[ScoredMemory]:
+        sc = self.config.search
+        k = max(limit, sc.candidates)
+        store = self.vector_store
+        has_lexical = "lexical" in getattr(store, "capabilities", ())
+        vector = (await self._embed([query], "query"))[0]
+        found: dict[str, list[ScoredMemory]] = {}
+
+        async def run(path: str, q: VectorQuery) -> None:
+            with anyio.fail_after(sc.path_timeout):
+                found[path] = await store.search(q)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "dense", VectorQuery(scope, vector, query, filters, k, "dense"))
+            if has_lexical and query.strip():
+                tg.start_soon(run, "lexical", VectorQuery(scope, None, query, filters, k, "lexical"))
+        return fuse_hits(found, sc.fusion.model_dump())
+
+    # -- read ----------------------------------------------------------------------------------
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None:
+        """One memory as a dict, or ``None`` when no memory has that id."""
+        items = await self.vector_store.get([_check_id(memory_id)])
+        return items[0].to_dict() if items else None
+
+    async def get_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """The scope's memories matching ``filters``, newest first: ``{"results": [...]}``."""
+        scope = Scope(user_id, agent_id, run_id)
+        items = await self.vector_store.list(scope, filters=parse_filters(filters), limit=_check_limit(limit))
+        return {"results": [i.to_dict() for i in items]}
+
+    async def count(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> int:
+        """How many memories the scope holds; every memory when no id is given."""
+        scope = Scope(user_id, agent_id, run_id) if (user_id or agent_id or run_id) else None
+        return await self.vector_store.count(scope)
+
+    async def history(self, memory_id: str) -> list[dict[str, Any]]:
+        """Every change to one memory, oldest first (kept after the memory is deleted)."""
+        return [e.to_dict() for e in await self.history_store.history(_check_id(memory_id))]
+
+    # -- change --------------------------------------------------------------------------------
+
+    async def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Replace a memory's text (re-embedded); ``metadata`` keys, when given, are merged in.
+
+        Returns:
+            ``{"id", "memory", "event": "UPDATE", "previous_memory"}``.
+
+        Raises:
+            MemoryNotFoundError: no memory has that id. InvalidInputError: empty or non-string data.
+        """
+        _check_id(memory_id)
+        if not isinstance(data, str) or not data.strip():
+            raise InvalidInputError("data must be a non-empty string")
+        extra = _check_metadata(metadata)
+        items = await self.vector_store.get([memory_id])
+        if not items:
+            raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+        old = items[0]
+        vector = (await self._embed([data]))[0]
+        now = utcnow()
+        new = MemoryItem(
+            id=old.id, memory=data, hash=content_hash(data), user_id=old.user_id, agent_id=old.agent_id,
+            run_id=old.run_id, metadata={**old.metadata, **extra}, created_at=old.created_at,
+            updated_at=now, embedding=vector,
+        )
+        event = HistoryEvent(
+            id=str(uuid.uuid4()), memory_id=old.id, event=Event.UPDATE, old_memory=old.memory, new_memory=data,
+            user_id=old.user_id, agent_id=old.agent_id, run_id=old.run_id, created_at=now,
+        )
+        await self._commit(WriteBatch(upserts=[new], events=[event]))
+        return {"id": old.id, "memory": data, "event": "UPDATE", "previous_memory": old.memory}
+
+    async def delete(self, memory_id: str) -> dict[str, Any]:
+        """Delete one memory; its history stays.
+
+        Raises:
+            MemoryNotFoundError: no memory has that id.
+        """
+        items = await self.vector_store.get([_check_id(memory_id)])
+        if not items:
+            raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+        await self._commit(WriteBatch(deletes=[memory_id], events=[_delete_event(items[0])]))
+        return {"id": memory_id, "event": "DELETE", "message": "Memory deleted successfully!"}
+
+    async def delete_all(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Delete every memory in the scope (one DELETE history event each).
+
+        Returns:
+            ``{"deleted": n, "message": ...}``.
+        """
+        scope = Scope(user_id, agent_id, run_id)
+        items = await self.vector_store.list(scope, limit=None)
+        if items:
+            await self._commit(WriteBatch(deletes=[i.id for i in items], events=[_delete_event(i) for i in items]))
+        return {"deleted": len(items), "message": f"Deleted {len(items)} memories"}
+
+    async def reset(self) -> None:
+        """Delete every memory and all history, in every scope."""
+        await self.vector_store.reset()
+        if not self._history_in_store:
+            await self.history_store.reset()
+
+    async def import_items(self, items: Sequence[MemoryItem]) -> int:
+        """Store memories as given (ids, times, metadata kept; embeddings computed when missing).
+
+        Existing memories with the same id are replaced. Each gets an ADD history event marked
+        ``{"source": "import"}``.
+
+        Returns:
+            how many were written.
+        """
+        todo = [i for i in items if i.embedding is None]
+        if todo:
+            for it, vec in zip(todo, await self._embed([i.memory for i in todo]), strict=True):
+                it.embedding = vec
+        now = utcnow()
+        batch = WriteBatch(upserts=list(items))
+        for it in items:
+            batch.events.append(
+                HistoryEvent(
+                    id=str(uuid.uuid4()), memory_id=it.id, event=Event.ADD, old_memory=None, new_memory=it.memory,
+                    user_id=it.user_id, agent_id=it.agent_id, run_id=it.run_id,
+                    actor_id=it.metadata.get("speaker"), role=it.metadata.get("role"), created_at=now,
+                    metadata={"source": "import"},
+                )
+            )
+        await self._commit(batch)
+        return len(items)
+
+    async def export_items(self, scope: Scope | None = None) -> list[MemoryItem]:
+        """Every memory in the scope (all scopes when ``None``), oldest first."""
+        return list(reversed(await self.vector_store.list(scope, limit=None)))
+
+
+def _delete_event(item: MemoryItem) -> HistoryEvent:
+    return HistoryEvent(
+        id=str(uuid.uuid4()), memory_id=item.id, event=Event.DELETE, old_memory=item.memory, new_memory=None,
+        user_id=item.user_id, agent_id=item.agent_id, run_id=item.run_id,
+    )
+
+
+def fuse_hits(found: Mapping[str, Sequence[ScoredMemory]], fusion: Mapping[str, Any]) -> list[ScoredMemory]:
+    """Fuse per-path hits by memory id with :func:`~engram.core.fuse`; keeps each path's raw score.
+
+    ``fusion`` holds :class:`FusionConfig`'s fields. A single path is returned as is.
+    """
+    paths = {p: h for p, h in found.items() if h}
+    if not paths:
+        return []
+    if len(paths) == 1:
+        (path, hits), = paths.items()
+        for h in hits:
+            h.scores.setdefault(path, h.score)
+        return list(hits)
+    by_id: dict[str, ScoredMemory] = {}
+    for path, hits in paths.items():
+        for h in hits:
+            prev = by_id.setdefault(h.item.id, ScoredMemory(h.item, 0.0, {}))
+            prev.scores[path] = h.score
+    weights = {p: fusion.get(f"{p}_weight", 1.0) for p in paths}
+    ranked = fuse(
+        {p: [(h.item.id, h.score) for h in hits] for p, hits in paths.items()},
+        weights, method=fusion.get("method", "rsf"), rrf_k=fusion.get("rrf_k", 60),
+    )
+    out = []
+    for mid, score in ranked:
+        hit = by_id[mid]
+        hit.score = score
+        out.append(hit)
+    return out

@@ -1,0 +1,163 @@
+"""One ``typing.Protocol`` per provider kind. Every method is async.
+
+A provider is a class whose instances satisfy its kind's protocol. It connects lazily (never in
+``__init__``), releases what it holds in ``aclose()``, runs blocking drivers in worker threads,
+and translates its driver's exceptions into :mod:`engram.core.errors` at the boundary.
+
+To be built from configuration, a provider class may also offer:
+
+- ``Config``: a pydantic model (``extra="forbid"``, ``SecretStr`` for keys); the registry builds it
+  from ``{"provider": name, "config": {...}}`` and calls ``cls(config)``;
+- ``from_url(url) -> instance``: parse a URL such as ``sqlite:///path/engram.db``;
+- ``capabilities``: a frozenset of strings naming optional features (``"lexical"``, ``"history"``,
+  ``"persistent"``, ...) that the engine and the conformance suites consult.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from ._filters import Filter
+from ._types import HistoryEvent, LLMResponse, MemoryItem, Relation, Scope, ScoredMemory, VectorQuery, WriteBatch
+
+__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "Reranker", "VectorStore"]
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model."""
+
+    async def generate(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMResponse:
+        """Answer a list of ``{"role", "content"}`` messages.
+
+        Args:
+            response_format: ``{"type": "json_object"}`` or a JSON schema, where supported.
+            tools: OpenAI-style function tool definitions.
+
+        Raises:
+            ProviderError: the model or its server failed; ProviderTimeoutError past the deadline.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors."""
+
+    @property
+    def dims(self) -> int:
+        """Length of every vector this embedder returns."""
+        ...
+
+    async def embed(self, texts: Sequence[str], *, kind: Literal["document", "query"] = "document") -> np.ndarray:
+        """Embed a batch.
+
+        Returns:
+            ``(len(texts), dims)`` float32, each row L2-normalised (so a dot product is the cosine).
+
+        Raises:
+            ProviderError: the model or its server failed.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Keeps memories with their embeddings and finds them again.
+
+    The scope filter and metadata filters are always applied inside the store: no call returns a
+    memory outside the scope it was given.
+    """
+
+    async def write(self, batch: WriteBatch) -> None:
+        """Apply upserts and deletes, atomically where the store allows (see :class:`WriteBatch`).
+
+        Raises:
+            InvalidInputError: an upsert without an embedding, or with the wrong dimension.
+            ProviderError: the store failed; nothing of the batch is applied where atomic.
+        """
+        ...
+
+    async def get(self, ids: Sequence[str]) -> list[MemoryItem]:
+        """The memories with these ids that exist, in the order asked."""
+        ...
+
+    async def list(
+        self, scope: Scope | None, *, filters: Filter | None = None, limit: int | None = 100, offset: int = 0
+    ) -> list[MemoryItem]:
+        """Memories in the scope (every scope when ``None``) matching the filter, newest first
+        (``created_at`` descending, then ``id``); ``limit=None`` returns them all."""
+        ...
+
+    async def count(self, scope: Scope | None = None, *, filters: Filter | None = None) -> int:
+        """How many memories are in the scope (all of them when ``scope`` is ``None``)."""
+        ...
+
+    async def search(self, query: VectorQuery) -> list[ScoredMemory]:
+        """Best matches first. ``dense``: cosine similarity; ``lexical``: BM25 where the store has
+        ``"lexical"`` in its capabilities (others return ``[]``); ``hybrid``: both, fused."""
+        ...
+
+    async def reset(self) -> None:
+        """Delete everything this store holds."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """The audit trail: one event per change, never rewritten."""
+
+    async def add_events(self, events: Sequence[HistoryEvent]) -> None: ...
+
+    async def history(self, memory_id: str) -> list[HistoryEvent]:
+        """Every event of one memory, oldest first."""
+        ...
+
+    async def reset(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """Entities and relations with validity intervals (built out by the graph issue)."""
+
+    async def add_relations(self, relations: Sequence[Relation]) -> None: ...
+
+    async def search(self, entities: Sequence[str], scope: Scope, *, limit: int = 10) -> list[Relation]: ...
+
+    async def get_all(self, scope: Scope, *, include_expired: bool = False) -> list[Relation]: ...
+
+    async def delete_scope(self, scope: Scope) -> None: ...
+
+    async def reset(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders candidates for a query."""
+
+    async def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[tuple[int, float]]:
+        """Returns ``(index into documents, relevance)`` pairs, most relevant first."""
+        ...
+
+    async def aclose(self) -> None: ...

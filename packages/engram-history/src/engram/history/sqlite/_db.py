@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import anyio.to_thread
+import platformdirs
+
+from engram.core.errors import ConfigurationError, ProviderError
+
+T = TypeVar("T")
+
+
+def default_db_path() -> Path:
+    """``<user data dir>/engram/engram.db`` (e.g. ``~/.local/share/engram/engram.db`` on Linux)."""
+    return Path(platformdirs.user_data_dir("engram", appauthor=False)) / "engram.db"
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite:///:memory:`` -> a path string.
+
+    Raises:
+        ConfigurationError: not a ``sqlite://`` URL, or a host part given.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigurationError(f"not a sqlite URL: {url!r}")
+    if parts.netloc:
+        raise ConfigurationError(f"sqlite URL takes no host; write sqlite:///path (got {url!r})")
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    if not path:
+        raise ConfigurationError(f"sqlite URL has no path: {url!r}")
+    return path
+
+
+class Database:
+    """One SQLite database used from worker threads.
+
+    A file gets one connection per worker thread (WAL, ``synchronous=NORMAL``, a busy timeout),
+    so reads run in parallel; writes are serialised in-process by a lock and run in
+    ``BEGIN IMMEDIATE`` transactions that commit whole or roll back whole. ``:memory:`` gets a
+    single shared connection behind the same lock.
+
+    Args:
+        path: file path or ``":memory:"``; parent folders are created.
+        setup: called once per new connection, inside a transaction for the first one (schema).
+        busy_timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | Path, setup: Callable[[sqlite3.Connection], None], *, busy_timeout: float = 30.0):
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self._setup = setup
+        self._busy_ms = int(busy_timeout * 1000)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()  # guards _conns and, for :memory:, every use of the connection
+        self.write_lock = threading.RLock()
+        self._ready = False
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise ProviderError("database is closed", provider="sqlite")
+        if not self.memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if not self.memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self.write_lock:
+            if not self._ready:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._setup(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    conn.close()
+                    raise
+                self._ready = True
+            else:
+                self._setup_functions(conn)
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _setup_functions(self, conn: sqlite3.Connection) -> None:
+        hook = getattr(self._setup, "functions", None)
+        if hook is not None:
+            hook(conn)
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (the shared one for ``:memory:``)."""
+        if self.memory:
+            with self._lock:
+                if self._conns:
+                    return self._conns[0]
+            return self._connect()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self.connection()
+        if self.memory:
+            with self.write_lock:
+                return fn(conn, *args)
+        return fn(conn, *args)
+
+    def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self.connection()
+        with self.write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return out
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a worker thread."""
+        try:
+            return await anyio.to_thread.run_sync(self.run_read, fn, *args)
+        except sqlite3.Error as exc:
+            raise ProviderError(f"sqlite read failed on {self.path}: {exc}", provider="sqlite") from exc
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a worker thread inside one transaction (all or nothing)."""
+        try:
+            return await anyio.to_thread.run_sync(self.run_write, fn, *args)
+        except sqlite3.Error as exc:
+            raise ProviderError(f"sqlite write failed on {self.path}: {exc}", provider="sqlite") from exc
+
+    def close(self) -> None:
+        """Close every connection. Later calls raise :class:`ProviderError`."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self._closed = True
+        for c in conns:
+            try:
+                c.close()
+            except sqlite3.Error:
+                pass

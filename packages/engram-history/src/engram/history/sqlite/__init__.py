@@ -6,15 +6,25 @@ this standalone store is for pairing history with another vector store.
 """
 
 from ._db import Database, default_db_path, path_from_url
-from ._history import HISTORY_SCHEMA, SQLiteHistoryStore, create_schema, insert_events, select_history
+from ._history import (
+    HISTORY_SCHEMA,
+    SQLiteHistoryStore,
+    create_schema,
+    from_micros,
+    insert_events,
+    select_history,
+    to_micros,
+)
 
 __all__ = [
     "HISTORY_SCHEMA",
     "Database",
     "SQLiteHistoryStore",
     "create_schema",
+    "from_micros",
     "default_db_path",
     "insert_events",
     "path_from_url",
     "select_history",
+    "to_micros",
 ]

@@ -49,14 +49,23 @@ class Database:
 
     Args:
         path: file path or ``":memory:"``; parent folders are created.
-        setup: called once per new connection, inside a transaction for the first one (schema).
+        setup: called once, on the first connection, inside a transaction (creates the schema).
+        on_connect: called on every new connection (registers SQL functions).
         busy_timeout: seconds to wait for another process's write lock.
     """
 
-    def __init__(self, path: str | Path, setup: Callable[[sqlite3.Connection], None], *, busy_timeout: float = 30.0):
+    def __init__(
+        self,
+        path: str | Path,
+        setup: Callable[[sqlite3.Connection], None],
+        *,
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
+        busy_timeout: float = 30.0,
+    ):
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self._setup = setup
+        self._on_connect = on_connect
         self._busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -76,6 +85,8 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        if self._on_connect is not None:
+            self._on_connect(conn)
         with self.write_lock:
             if not self._ready:
                 conn.execute("BEGIN IMMEDIATE")
@@ -87,16 +98,9 @@ class Database:
                     conn.close()
                     raise
                 self._ready = True
-            else:
-                self._setup_functions(conn)
         with self._lock:
             self._conns.append(conn)
         return conn
-
-    def _setup_functions(self, conn: sqlite3.Connection) -> None:
-        hook = getattr(self._setup, "functions", None)
-        if hook is not None:
-            hook(conn)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (the shared one for ``:memory:``)."""
@@ -117,7 +121,9 @@ class Database:
                 return fn(conn, *args)
         return fn(conn, *args)
 
-    def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_write(self, fn: Callable[..., T], *args: Any, after: Callable[[T], None] | None = None) -> T:
+        """Run ``fn(conn, *args)`` in one transaction; then, still holding the write lock,
+        ``after(result)`` (to update in-process caches in commit order)."""
         conn = self.connection()
         with self.write_lock:
             conn.execute("BEGIN IMMEDIATE")
@@ -125,8 +131,11 @@ class Database:
                 out = fn(conn, *args)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
+            if after is not None:
+                after(out)
             return out
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -136,10 +145,10 @@ class Database:
         except sqlite3.Error as exc:
             raise ProviderError(f"sqlite read failed on {self.path}: {exc}", provider="sqlite") from exc
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def write(self, fn: Callable[..., T], *args: Any, after: Callable[[T], None] | None = None) -> T:
         """Run ``fn(conn, *args)`` in a worker thread inside one transaction (all or nothing)."""
         try:
-            return await anyio.to_thread.run_sync(self.run_write, fn, *args)
+            return await anyio.to_thread.run_sync(lambda: self.run_write(fn, *args, after=after))
         except sqlite3.Error as exc:
             raise ProviderError(f"sqlite write failed on {self.path}: {exc}", provider="sqlite") from exc
 

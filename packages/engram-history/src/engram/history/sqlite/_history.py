@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -14,8 +14,8 @@ from ._db import Database, default_db_path, path_from_url
 
 HISTORY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
+    seq        INTEGER PRIMARY KEY,  -- insertion order (rows are never deleted but by reset)
+    id         TEXT NOT NULL,
     memory_id  TEXT NOT NULL,
     event      TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE')),
     old_memory TEXT,
@@ -25,11 +25,25 @@ CREATE TABLE IF NOT EXISTS history (
     run_id     TEXT,
     actor_id   TEXT,
     role       TEXT,
-    created_at REAL NOT NULL,
+    created_at INTEGER NOT NULL,  -- microseconds since the Unix epoch, UTC
     metadata   TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS history_by_memory ON history (memory_id, seq);
 """
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(dt: datetime) -> int:
+    """Aware datetime -> integer microseconds since the Unix epoch (exact, unlike float seconds)."""
+    d = dt - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    """Inverse of :func:`to_micros`, aware UTC."""
+    return _EPOCH + timedelta(microseconds=us)
+
 
 _INSERT = (
     "INSERT INTO history (id, memory_id, event, old_memory, new_memory, user_id, agent_id, run_id,"
@@ -43,7 +57,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[HistoryEvent]) -> N
         _INSERT,
         [
             (e.id, e.memory_id, str(e.event), e.old_memory, e.new_memory, e.user_id, e.agent_id, e.run_id,
-             e.actor_id, e.role, e.created_at.timestamp(), json.dumps(e.metadata))
+             e.actor_id, e.role, to_micros(e.created_at), json.dumps(e.metadata))
             for e in events
         ],
     )
@@ -60,7 +74,7 @@ def select_history(conn: sqlite3.Connection, memory_id: str) -> list[HistoryEven
         HistoryEvent(
             id=r[0], memory_id=r[1], event=Event(r[2]), old_memory=r[3], new_memory=r[4], user_id=r[5],
             agent_id=r[6], run_id=r[7], actor_id=r[8], role=r[9],
-            created_at=datetime.fromtimestamp(r[10], UTC), metadata=json.loads(r[11]),
+            created_at=from_micros(r[10]), metadata=json.loads(r[11]),
         )
         for r in rows
     ]

@@ -39,6 +39,16 @@ def path_from_url(url: str) -> str:
     return path
 
 
+class _Job:
+    __slots__ = ("after", "args", "done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], after: Callable[[Any], None] | None) -> None:
+        self.fn, self.args, self.after = fn, args, after
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
 class Database:
     """One SQLite database used from worker threads.
 
@@ -71,6 +81,8 @@ class Database:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()  # guards _conns and, for :memory:, every use of the connection
         self.write_lock = threading.RLock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Job] = []
         self._ready = False
         self._closed = False
 
@@ -122,21 +134,58 @@ class Database:
         return fn(conn, *args)
 
     def run_write(self, fn: Callable[..., T], *args: Any, after: Callable[[T], None] | None = None) -> T:
-        """Run ``fn(conn, *args)`` in one transaction; then, still holding the write lock,
-        ``after(result)`` (to update in-process caches in commit order)."""
-        conn = self.connection()
+        """Run ``fn(conn, *args)`` in a transaction; then, still holding the write lock, ``after(result)``
+        (to update in-process caches in commit order).
+
+        Group commit: writes that queue up while another is committing are applied together in
+        the next transaction, each inside its own savepoint, so one failing write rolls back alone
+        while the others commit. Every caller returns only once its own write has committed.
+        """
+        job = _Job(fn, args, after)
+        with self._pending_lock:
+            self._pending.append(job)
         with self.write_lock:
+            if not job.done:
+                with self._pending_lock:
+                    jobs, self._pending = self._pending, []
+                self._commit_group(jobs)
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    def _commit_group(self, jobs: list[_Job]) -> None:
+        conn = self.connection()
+        single = len(jobs) == 1
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(conn, *args)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            for job in jobs:
+                if single:
+                    job.result = job.fn(conn, *job.args)
+                    continue
+                conn.execute("SAVEPOINT engram_job")
+                try:
+                    job.result = job.fn(conn, *job.args)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO engram_job")
+                    job.error = exc
+                conn.execute("RELEASE engram_job")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                job.error = job.error or exc
+                job.done = True
+            if not isinstance(exc, Exception):
                 raise
-            if after is not None:
-                after(out)
-            return out
+            return
+        for job in jobs:
+            job.done = True
+            if job.error is None and job.after is not None:
+                try:
+                    job.after(job.result)
+                except Exception as exc:  # a cache update failed: the write itself committed
+                    job.error = exc
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in a worker thread."""

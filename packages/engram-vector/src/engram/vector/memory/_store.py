@@ -124,8 +124,14 @@ class MemoryVectorStore:
         return len(self._select(scope, filters))
 
     async def search(self, query: VectorQuery) -> list[ScoredMemory]:
-        if query.mode == "lexical" or query.embedding is None or self._dims is None:
+        if query.mode == "lexical" or self._dims is None:
             return []
+        if query.embedding is None:
+            raise InvalidInputError(f"{query.mode} search needs a query embedding")
+        if np.shape(query.embedding) != (self._dims,):
+            raise InvalidInputError(
+                f"query embedding has shape {np.shape(query.embedding)}; this store holds {self._dims} dims"
+            )
         items = self._select(query.scope, query.filters)
         if not items:
             return []

@@ -528,7 +528,7 @@ class SQLiteVectorStore:
 
     async def check(self) -> list[str]:
         """Consistency problems found in the file (empty when sound): FTS5's own integrity check
-        against the memories table, embeddings of the wrong size, and memories without an ADD event."""
+        against the memories table, and embeddings of the wrong size."""
 
         def run(conn: sqlite3.Connection) -> list[str]:
             problems = []
@@ -541,12 +541,6 @@ class SQLiteVectorStore:
                 bad = conn.execute("SELECT count(*) FROM memories WHERE length(embedding) != ?", (dims * 4,)).fetchone()[0]
                 if bad:
                     problems.append(f"{bad} embeddings are not {dims} float32 values")
-            orphans = conn.execute(
-                "SELECT count(*) FROM memories m WHERE NOT EXISTS"
-                " (SELECT 1 FROM history h WHERE h.memory_id = m.id AND h.event = 'ADD')"
-            ).fetchone()[0]
-            if orphans:
-                problems.append(f"{orphans} memories have no ADD history event")
             return problems
 
         return await self._db.read(run)

@@ -275,7 +275,9 @@ class AsyncMemory:
         if threshold is not None and (not isinstance(threshold, int | float) or math.isnan(threshold)):
             raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
         hits = await self._recall(query, scope, parsed, limit)
-        results = [_hit_dict(h) for h in hits if threshold is None or h.score >= threshold][:limit]
+        if threshold is not None:
+            hits = [h for h in hits if h.score >= threshold]
+        results = [_hit_dict(h) for h in hits[:limit]]
         return {"results": results, "relations": []}
 
     async def _recall(self, query: str, scope: Scope, filters: Filter | None, limit: int) -> list[ScoredMemory]:

@@ -52,16 +52,17 @@ class _Job:
 class Database:
     """One SQLite database used from worker threads.
 
-    A file gets one connection per worker thread (WAL, ``synchronous=NORMAL``, a busy timeout),
-    so reads run in parallel; writes are serialised in-process by a lock and run in
-    ``BEGIN IMMEDIATE`` transactions that commit whole or roll back whole. ``:memory:`` gets a
-    single shared connection behind the same lock.
+    A file gets a small pool of connections (WAL, ``synchronous=NORMAL``, a busy timeout), at
+    most ``max_connections`` in use at once, so reads run in parallel while memory stays bounded;
+    writes are serialised in-process by a lock and run in ``BEGIN IMMEDIATE`` transactions that
+    commit whole or roll back whole. ``:memory:`` gets a single shared connection behind the lock.
 
     Args:
         path: file path or ``":memory:"``; parent folders are created.
         setup: called once, on the first connection, inside a transaction (creates the schema).
         on_connect: called on every new connection (registers SQL functions).
         busy_timeout: seconds to wait for another process's write lock.
+        max_connections: how many connections (and worker threads) may be in use at once.
     """
 
     def __init__(
@@ -71,15 +72,17 @@ class Database:
         *,
         on_connect: Callable[[sqlite3.Connection], None] | None = None,
         busy_timeout: float = 30.0,
+        max_connections: int = 4,
     ):
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self._setup = setup
         self._on_connect = on_connect
         self._busy_ms = int(busy_timeout * 1000)
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()  # guards _conns and, for :memory:, every use of the connection
+        self._max = 1 if self.memory else max_connections
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()  # guards _idle and _closed
         self.write_lock = threading.RLock()
         self._pending_lock = threading.Lock()
         self._pending: list[_Job] = []
@@ -110,28 +113,37 @@ class Database:
                     conn.close()
                     raise
                 self._ready = True
-        with self._lock:
-            self._conns.append(conn)
         return conn
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (the shared one for ``:memory:``)."""
-        if self.memory:
-            with self._lock:
-                if self._conns:
-                    return self._conns[0]
-            return self._connect()
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise ProviderError("database is closed", provider="sqlite")
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def run_read(self, fn: Callable[..., T], *args: Any) -> T:
-        conn = self.connection()
+        """Run ``fn(conn, *args)`` on a pooled connection, in the calling thread."""
         if self.memory:
             with self.write_lock:
-                return fn(conn, *args)
-        return fn(conn, *args)
+                conn = self._checkout()
+                try:
+                    return fn(conn, *args)
+                finally:
+                    self._checkin(conn)
+        conn = self._checkout()
+        try:
+            return fn(conn, *args)
+        finally:
+            self._checkin(conn)
 
     def run_write(self, fn: Callable[..., T], *args: Any, after: Callable[[T], None] | None = None) -> T:
         """Run ``fn(conn, *args)`` in a transaction; then, still holding the write lock, ``after(result)``
@@ -154,7 +166,18 @@ class Database:
         return job.result  # type: ignore[return-value]
 
     def _commit_group(self, jobs: list[_Job]) -> None:
-        conn = self.connection()
+        try:
+            conn = self._checkout()
+        except BaseException as exc:
+            for job in jobs:
+                job.error, job.done = exc, True
+            return
+        try:
+            self._commit_on(conn, jobs)
+        finally:
+            self._checkin(conn)
+
+    def _commit_on(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         single = len(jobs) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -187,24 +210,31 @@ class Database:
                 except Exception as exc:  # a cache update failed: the write itself committed
                     job.error = exc
 
+    def _get_limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:  # created on first use: it needs a running event loop
+            self._limiter = anyio.CapacityLimiter(self._max)
+        return self._limiter
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in a worker thread."""
         try:
-            return await anyio.to_thread.run_sync(self.run_read, fn, *args)
+            return await anyio.to_thread.run_sync(self.run_read, fn, *args, limiter=self._get_limiter())
         except sqlite3.Error as exc:
             raise ProviderError(f"sqlite read failed on {self.path}: {exc}", provider="sqlite") from exc
 
     async def write(self, fn: Callable[..., T], *args: Any, after: Callable[[T], None] | None = None) -> T:
         """Run ``fn(conn, *args)`` in a worker thread inside one transaction (all or nothing)."""
         try:
-            return await anyio.to_thread.run_sync(lambda: self.run_write(fn, *args, after=after))
+            return await anyio.to_thread.run_sync(
+                lambda: self.run_write(fn, *args, after=after), limiter=self._get_limiter()
+            )
         except sqlite3.Error as exc:
             raise ProviderError(f"sqlite write failed on {self.path}: {exc}", provider="sqlite") from exc
 
     def close(self) -> None:
         """Close every connection. Later calls raise :class:`ProviderError`."""
         with self._lock:
-            conns, self._conns = self._conns, []
+            conns, self._idle = self._idle, []
             self._closed = True
         for c in conns:
             try:

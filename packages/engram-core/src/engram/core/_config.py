@@ -147,7 +147,9 @@ class MemoryConfig(BaseModel):
         if env.get(ENV_PREFIX + "CONFIG"):
             data = _merge(data, cls.from_toml(env[ENV_PREFIX + "CONFIG"]).model_dump(exclude_defaults=True))
         top = set(cls.model_fields)
-        for name, raw in env.items():
+        # Shallow names first, so ENGRAM_LLM=openai never overwrites ENGRAM_LLM__CONFIG__MODEL=...
+        # whatever order the environment lists them in.
+        for name, raw in sorted(env.items(), key=lambda kv: kv[0].count("__")):
             if not name.startswith(ENV_PREFIX):
                 continue
             parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]

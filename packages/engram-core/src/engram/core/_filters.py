@@ -52,7 +52,7 @@ __all__ = [
 OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains"})
 BUILTIN_FIELDS = frozenset({"id", "memory", "hash", "user_id", "agent_id", "run_id", "created_at", "updated_at"})
 TIME_FIELDS = frozenset({"created_at", "updated_at"})
-_KEY_RE = re.compile(r'^[^"\\\x00-\x1f]{1,128}$')
+_KEY_RE = re.compile(r'[^"\\\x00-\x1f\x7f]{1,128}')  # used with fullmatch: "$" would accept a trailing newline
 _MAX_DEPTH = 32
 _MAX_LIST = 10_000
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -154,7 +154,7 @@ def _parse(node: Any, depth: int) -> Filter:
                 inner = _parse(value, depth + 1)
             parts.append(Not(inner))
         else:
-            if not isinstance(key, str) or not _KEY_RE.match(key):
+            if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
                 raise InvalidFilterError(
                     f"bad filter key {key!r}: 1-128 characters, no quotes, backslashes or control characters"
                 )

@@ -193,6 +193,8 @@ class Registry:
             if conf_cls is not None:
                 return self._check(k, name, self._build(k, name, lambda: cls(conf_cls(**config))))
             return self._check(k, name, self._build(k, name, lambda: cls(**config)))
+        if isinstance(spec, type):  # a provider class: build it with its defaults, as a name would be
+            return self._check(k, spec.__name__, self._build(k, spec.__name__, spec))
         return self._check(k, type(spec).__name__, spec)
 
     @staticmethod

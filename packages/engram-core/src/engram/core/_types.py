@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 SCOPE_FIELDS: tuple[str, ...] = ("user_id", "agent_id", "run_id")
-_ID_RE = re.compile(r"^[^\x00-\x1f]{1,256}$")
+_ID_RE = re.compile(r"[^\x00-\x1f\x7f]{1,256}")  # used with fullmatch: "$" would accept a trailing newline
 ROLES = frozenset({"user", "assistant", "system", "tool"})
 SearchMode = Literal["dense", "lexical", "hybrid"]
 
@@ -54,7 +54,10 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), UTC)
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError) as exc:  # out of range for time_t / datetime
+            raise ValueError(f"not a time: {value!r} ({exc})") from None
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith("Z"):
@@ -92,7 +95,7 @@ class Scope:
             raise InvalidScopeError("a scope needs at least one of user_id, agent_id or run_id")
         for name in SCOPE_FIELDS:
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not _ID_RE.match(value)):
+            if value is not None and (not isinstance(value, str) or not _ID_RE.fullmatch(value)):
                 raise InvalidScopeError(
                     f"{name} must be a non-empty string of at most 256 characters without "
                     f"control characters, got {value!r}"
@@ -159,14 +162,22 @@ def normalize_messages(messages: Any) -> list[Message]:
     for i, m in enumerate(messages):
         if isinstance(m, str):
             out.append(Message("user", m))
-        elif isinstance(m, Message):
+        elif isinstance(m, Message):  # dataclasses do not check types: validate like a mapping
+            if not isinstance(m.content, str):
+                raise InvalidMessageError(f"message {i}: 'content' must be a string, got {type(m.content).__name__}")
+            if not isinstance(m.role, str) or m.role not in ROLES:
+                raise InvalidMessageError(f"message {i}: unknown role {m.role!r}; expected one of {sorted(ROLES)}")
+            if m.name is not None and not isinstance(m.name, str):
+                raise InvalidMessageError(f"message {i}: 'name' must be a string")
+            if m.time is not None and not isinstance(m.time, datetime):
+                raise InvalidMessageError(f"message {i}: 'time' must be a datetime")
             out.append(m)
         elif isinstance(m, Mapping):
             content = m.get("content")
             role = m.get("role", "user")
             if not isinstance(content, str):
                 raise InvalidMessageError(f"message {i}: 'content' must be a string, got {type(content).__name__}")
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:  # an unhashable role must not raise TypeError
                 raise InvalidMessageError(f"message {i}: unknown role {role!r}; expected one of {sorted(ROLES)}")
             name = m.get("name")
             if name is not None and not isinstance(name, str):

@@ -1,0 +1,69 @@
+"""engram.testing: conformance suites every provider of a kind must pass.
+
+The suites are pytest mixins: a provider's test class inherits one and supplies the provider as a
+fixture (``store`` for vector stores, ``history_store`` for history stores). Checks that exercise
+an optional feature are marked with :func:`requires` and skipped, naming the missing capability,
+when the provider's ``capabilities`` frozenset lacks it::
+
+    import pytest
+    from engram.testing import HistoryStoreConformance, VectorStoreConformance
+
+    class TestSQLiteVectorStore(VectorStoreConformance, HistoryStoreConformance):
+        @pytest.fixture
+        async def store(self, tmp_path):
+            s = SQLiteVectorStore(SQLiteVectorStore.Config(path=str(tmp_path / "engram.db")))
+            yield s
+            await s.aclose()
+
+        @pytest.fixture
+        def history_store(self, store):
+            return store
+
+        async def reopen(self, provider):
+            await provider.aclose()
+            return SQLiteVectorStore(SQLiteVectorStore.Config(path=provider.config.path))
+
+Known capabilities: ``"lexical"``, ``"history"``, ``"persistent"`` (see :data:`CAPABILITIES`).
+:mod:`engram.testing.strategies` holds hypothesis strategies (filters, query strings, scopes, metadata)
+for property tests; the fixed datasets and nasty query strings are exported here too.
+"""
+
+from . import strategies
+from ._data import (
+    BASE_TIME,
+    COMBINATIONS,
+    NASTY_QUERIES,
+    filter_dataset,
+    filter_probes,
+    make_item,
+    mid,
+    query_scopes,
+    random_unit,
+    scope_dataset,
+)
+from ._history import HistoryStoreConformance
+from ._requires import CAPABILITIES, ProviderSuite, capabilities_of, requires
+from ._vector import VectorStoreConformance, assert_same_event, assert_same_item, newest_first
+
+__all__ = [
+    "BASE_TIME",
+    "CAPABILITIES",
+    "COMBINATIONS",
+    "NASTY_QUERIES",
+    "HistoryStoreConformance",
+    "ProviderSuite",
+    "VectorStoreConformance",
+    "assert_same_event",
+    "assert_same_item",
+    "capabilities_of",
+    "filter_dataset",
+    "filter_probes",
+    "make_item",
+    "mid",
+    "newest_first",
+    "query_scopes",
+    "random_unit",
+    "requires",
+    "scope_dataset",
+    "strategies",
+]

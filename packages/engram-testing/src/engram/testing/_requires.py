@@ -1,0 +1,115 @@
+"""Capability requirements: a check runs only when the provider under test declares what it needs.
+
+In the spirit of SQLAlchemy's dialect requirements: each check names the optional features it
+exercises with :func:`requires`; the provider declares what it has in its ``capabilities``
+frozenset (see :mod:`engram.core._protocols`); a check whose requirement is missing is skipped
+with a reason that names the missing capability. A test class can narrow the set with a
+``capabilities`` class attribute (for example a ``:memory:`` database whose class says
+``"persistent"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+__all__ = ["CAPABILITIES", "ProviderSuite", "capabilities_of", "requirements_of", "requires", "skip_unless_capable"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The capability names the suites know. A store may declare others; they are ignored here.
+CAPABILITIES: dict[str, str] = {
+    "lexical": "full-text (BM25) search: mode='lexical' and the lexical half of mode='hybrid'",
+    "history": "the store is also a HistoryStore and writes WriteBatch.events with the batch",
+    "persistent": "data survives closing the store and opening it again (the test class's reopen hook)",
+}
+
+_ATTR = "__engram_requires__"
+
+
+def requires(*capabilities: str) -> Callable[[F], F]:
+    """Mark a conformance check as needing these provider capabilities.
+
+    Example::
+
+        @requires("lexical")
+        async def test_lexical_finds_word(self, store): ...
+
+    Raises:
+        ValueError: an unknown capability name (a typo would silently skip the check).
+    """
+    unknown = [c for c in capabilities if c not in CAPABILITIES]
+    if unknown:
+        raise ValueError(f"unknown capabilities {unknown}; known: {sorted(CAPABILITIES)}")
+
+    def mark(fn: F) -> F:
+        setattr(fn, _ATTR, frozenset(getattr(fn, _ATTR, frozenset())) | frozenset(capabilities))
+        return fn
+
+    return mark
+
+
+def requirements_of(fn: Any) -> frozenset[str]:
+    """The capabilities a check was marked with (empty when none)."""
+    return frozenset(getattr(fn, _ATTR, frozenset()))
+
+
+def capabilities_of(test: Any, provider: Any) -> frozenset[str]:
+    """What the provider can do: the test class's ``capabilities`` override when set, else the
+    provider's own ``capabilities`` attribute (empty when it has none)."""
+    declared = getattr(test, "capabilities", None)
+    if declared is None:
+        declared = getattr(provider, "capabilities", frozenset())
+    return frozenset(declared)
+
+
+def skip_unless_capable(request: pytest.FixtureRequest, provider: Any) -> None:
+    """Skip the running check when the provider lacks a capability the check requires."""
+    fn = getattr(request, "function", None)
+    needed = requirements_of(fn)
+    if not needed:
+        return
+    have = capabilities_of(request.instance, provider)
+    missing = sorted(needed - have)
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        source = ""
+        if getattr(request.instance, "capabilities", None) is not None:
+            source = f" as declared by {type(request.instance).__name__}.capabilities"
+        pytest.skip(
+            f"{type(provider).__name__} lacks capability {names}{source} "
+            f"({'; '.join(CAPABILITIES[m] for m in missing)})"
+        )
+
+
+class ProviderSuite:
+    """What every conformance mixin shares: the ``capabilities`` override and the ``reopen`` hook.
+
+    Attributes:
+        capabilities: ``None`` (default) reads the provider's own ``capabilities``; a frozenset
+            replaces it for these checks (to test less than the class claims, e.g. ``:memory:``).
+    """
+
+    capabilities: ClassVar[frozenset[str] | None] = None
+
+    async def reopen(self, provider: Any) -> Any:
+        """Close ``provider`` and return a new instance over the same data.
+
+        Needed by the checks that require ``"persistent"``; the suite closes the instance returned.
+        """
+        raise NotImplementedError
+
+    def caps(self, provider: Any) -> frozenset[str]:
+        """The capabilities these checks assume for ``provider``."""
+        return capabilities_of(self, provider)
+
+    async def reopened(self, provider: Any) -> Any:
+        """Call :meth:`reopen`, failing with a how-to when the test class does not define it."""
+        if getattr(type(self).reopen, "__qualname__", "") == "ProviderSuite.reopen":
+            pytest.fail(
+                f"{type(provider).__name__} declares 'persistent' but {type(self).__name__} has no "
+                "`async def reopen(self, provider)` hook that closes it and opens the same data again"
+            )
+        return await self.reopen(provider)

@@ -1,0 +1,5 @@
+"""``python -m engram.cli``."""
+
+from ._app import main
+
+main()

@@ -1,0 +1,97 @@
+"""Rich tables for people; ``--json`` bypasses all of this."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["history_table", "memory_panel", "memory_table", "scope_label", "when_label"]
+
+
+def when_label(d: Mapping[str, Any]) -> str:
+    """When a memory was said (``message_time``) or else stored (``created_at``), to the minute."""
+    meta = d.get("metadata") or {}
+    raw = meta.get("message_time") or d.get("created_at")
+    if not raw:
+        return ""
+    try:
+        return datetime.fromisoformat(str(raw)).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(raw)
+
+
+def scope_label(d: Mapping[str, Any]) -> str:
+    parts = [f"{k.removesuffix('_id')}={d[k]}" for k in ("user_id", "agent_id", "run_id") if d.get(k)]
+    return " ".join(parts)
+
+
+def _speaker(d: Mapping[str, Any]) -> str:
+    meta = d.get("metadata") or {}
+    return str(meta.get("speaker") or "")
+
+
+def memory_table(
+    rows: Sequence[Mapping[str, Any]], *, scores: bool = False, title: str | None = None
+) -> Table:
+    """One row per memory: (rank, score,) the memory with its id beneath, speaker, when, and the
+    scope when the rows span several."""
+    show_scope = len({scope_label(d) for d in rows}) > 1
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, expand=True)
+    if scores:
+        table.add_column("#", justify="right", style="dim", no_wrap=True)
+        table.add_column("score", justify="right", style="cyan", no_wrap=True)
+    table.add_column("memory", ratio=1, overflow="fold", min_width=20)
+    table.add_column("who", style="magenta", max_width=14)
+    table.add_column("when", style="green", min_width=10)
+    if show_scope:
+        table.add_column("scope", style="yellow", max_width=20, overflow="fold")
+    for i, d in enumerate(rows, start=1):
+        cells: list[Any] = []
+        if scores:
+            cells += [str(i), f"{float(d.get('score', 0.0)):.3f}"]
+        body = Text(str(d.get("memory", "")))
+        body.append("\n" + str(d.get("id", "")), style="dim")
+        cells += [body, escape(_speaker(d)), when_label(d)]
+        if show_scope:
+            cells.append(escape(scope_label(d)))
+        table.add_row(*cells)
+    return table
+
+
+def memory_panel(d: Mapping[str, Any]) -> Table:
+    """Every field of one memory, one per row."""
+    table = Table(box=box.SIMPLE, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key in ("id", "memory", "hash", "user_id", "agent_id", "run_id", "created_at", "updated_at"):
+        if d.get(key) is not None:
+            table.add_row(key, Text(str(d[key])))
+    for key, value in (d.get("metadata") or {}).items():
+        table.add_row(f"metadata.{key}", Text(str(value)))
+    return table
+
+
+def history_table(events: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("when", style="green", no_wrap=True)
+    table.add_column("event", style="bold")
+    table.add_column("old", overflow="fold", ratio=1)
+    table.add_column("new", overflow="fold", ratio=1)
+    table.add_column("actor", style="magenta")
+    colours = {"ADD": "green", "UPDATE": "yellow", "DELETE": "red"}
+    for e in events:
+        ev = str(e.get("event", ""))
+        table.add_row(
+            when_label({"created_at": e.get("created_at")}),
+            f"[{colours.get(ev, 'white')}]{ev}[/]",
+            Text(e.get("old_memory") or "", style="dim"),
+            Text(e.get("new_memory") or ""),
+            escape(str(e.get("actor_id") or "")),
+        )
+    return table

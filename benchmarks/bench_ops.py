@@ -22,8 +22,9 @@ What is measured, for each size N, in a fresh subprocess (so peak RSS is that si
   dense + BM25 hybrid with the default fusion. p50 and p95 in ms.
 - first search after reopen: the store is closed and opened again; the first search loads the
   embeddings from the file.
-- RSS: resident set after imports, opening the store and one add ("idle"), and the process's peak
-  (``getrusage`` ``ru_maxrss``) at the end.
+- RSS: resident set after imports, opening the store and one add ("idle"), after filling, and the
+  process's peak (``getrusage`` ``ru_maxrss``) after the searches (the targets' figure) and again
+  after the reopen step (a second store instance loading the embeddings from the file).
 - import time: ``import engram.core`` (and the default providers) in fresh interpreters, median of 7.
 
 The results replace the ``bench_ops`` section of docs/benchmarks.md unless ``--no-write``.
@@ -167,6 +168,7 @@ async def run_size(args: argparse.Namespace) -> dict:
             "p95": percentile(single_us, 95),
             "n": len(single_us),
         }
+        out["rss_after_fill_mb"] = rss_mb()
         out["count"] = await memory.count()
         out["scope_count"] = await memory.count(user_id="u0")
         out["fill_s"] = time.perf_counter() - t0
@@ -187,7 +189,9 @@ async def run_size(args: argparse.Namespace) -> dict:
             "mean": sum(lat) / len(lat),
         }
         out["search_mean_hits"] = hits / len(lat)
+        out["rss_after_search_mb"] = rss_mb()
 
+        out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if args.vector_store == "sqlite":
             await memory.aclose()
             memory = AsyncMemory(cfg)
@@ -196,7 +200,7 @@ async def run_size(args: argparse.Namespace) -> dict:
             out["first_search_after_reopen_ms"] = (time.perf_counter() - t) * 1e3
             out["db_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
         await memory.aclose()
-    out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_peak_with_reopen_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
@@ -234,7 +238,13 @@ def report(results: list[dict], imports: dict[str, float | None], args: argparse
         + (" on a temp file" if args.vector_store == "sqlite" else "")
         + f", `hash` embedder (384 dims), `infer=False`; {args.scopes} scopes, searches in `u0` which holds "
         f"half of the memories; {args.queries} distinct queries after {args.warmup} warm-up ones, `limit=10`; "
-        f"batched adds {args.batch} messages per call, then {args.singles} one-message adds.",
+        f"batched adds {args.batch} messages per call, then {args.singles} one-message adds; BLAS threads: "
+        + (
+            "numpy's default (OpenBLAS: one per core)"
+            if args.blas_threads is None
+            else str(args.blas_threads)
+        )
+        + ".",
         "",
     ]
     rows = []
@@ -249,7 +259,9 @@ def report(results: list[dict], imports: dict[str, float | None], args: argparse
                 fmt(r["search_ms"]["p95"], 2),
                 fmt(r.get("first_search_after_reopen_ms"), 1),
                 fmt(r["rss_idle_mb"], 0),
+                fmt(r["rss_after_fill_mb"], 0),
                 fmt(r["rss_peak_mb"], 0),
+                fmt(r["rss_peak_with_reopen_mb"], 0),
                 fmt(r.get("db_mb"), 1),
                 fmt(r["fill_s"], 1),
             ]
@@ -264,7 +276,9 @@ def report(results: list[dict], imports: dict[str, float | None], args: argparse
                 "search p95 ms",
                 "1st search after reopen ms",
                 "RSS idle MB",
+                "RSS after fill MB",
                 "peak RSS MB",
+                "peak RSS incl. reopen MB",
                 "file MB",
                 "fill s",
             ],
@@ -375,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrite the bench_ops section of docs/benchmarks.md (default: yes, except --quick)",
     )
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS in the measured processes (default: leave as is)",
+    )
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)  # worker mode: one size, JSON on stdout
     args = ap.parse_args(argv)
 
@@ -403,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         str(args.seed),
     ]
+    env = dict(os.environ)
+    if args.blas_threads is not None:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(args.blas_threads)
     for n in sizes:
         print(f"[bench_ops] {args.vector_store}: {n:,} memories ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
@@ -427,13 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     shown = ["--quick"] if args.quick else ([f"--sizes {args.sizes}"] if args.sizes != "2k,10k,100k" else [])
     if args.vector_store != "sqlite":
         shown.append(f"--vector-store {args.vector_store}")
+    if args.blas_threads is not None:
+        shown.append(f"--blas-threads {args.blas_threads}")
     cmd = " ".join(["uv run python benchmarks/bench_ops.py", *shown])
     text = report(results, imports, args, cmd)
     print(text)
     if args.json:
         print(json.dumps({"results": results, "imports": imports}, indent=2))
     if write:
-        section = "bench_ops" if args.vector_store == "sqlite" else f"bench_ops_{args.vector_store}"
+        section = "bench_ops" + ("" if args.vector_store == "sqlite" else f"_{args.vector_store}")
+        section += "" if args.blas_threads is None else f"_blas{args.blas_threads}"
         write_section(section, text)
     return 0
 

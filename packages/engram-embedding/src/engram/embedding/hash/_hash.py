@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ class HashEmbedder:
     @classmethod
     def from_url(cls, url: str) -> HashEmbedder:
         q = parse_qs(urlsplit(url).query)
-        return cls(cls.Config(**{k: v[-1] for k, v in q.items()}))
+        return cls(cls.Config.model_validate({k: v[-1] for k, v in q.items()}))
 
     @property
     def dims(self) -> int:
@@ -49,7 +50,7 @@ class HashEmbedder:
     def _one(self, text: str, out: np.ndarray) -> None:
         words = _TOKEN.findall(text.lower())
         dims, seed = self._dims, self._seed
-        for weight, feats in ((1.0, words), (0.5, [a + " " + b for a, b in zip(words, words[1:], strict=False)])):
+        for weight, feats in ((1.0, words), (0.5, [a + " " + b for a, b in itertools.pairwise(words)])):
             for f in feats:
                 h = zlib.crc32(f.encode("utf-8"), seed)
                 out[h % dims] += weight if (h >> 31) & 1 else -weight

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def test_from_env_provider_name_plus_config_in_any_order(order: str) -> None:
 
 
 def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in [k for k in __import__("os").environ if k.startswith("ENGRAM_")]:
+    for k in [k for k in os.environ if k.startswith("ENGRAM_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("ENGRAM_EMBEDDER", "hash")
     monkeypatch.setenv("ENGRAM_SEARCH__CANDIDATES", "7")

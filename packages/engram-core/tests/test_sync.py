@@ -62,7 +62,7 @@ def test_usable_inside_a_running_event_loop() -> None:
 
 
 def test_slow_call_does_not_block_other_threads() -> None:
-    emb = SlowEmbedder(delay=1.5)
+    emb = SlowEmbedder(delay=2.0)
     with Memory({"vector_store": "memory", "embedder": emb}) as m:
         m.add("green tea", user_id="alice")
         times: dict[str, float] = {}
@@ -81,9 +81,9 @@ def test_slow_call_does_not_block_other_threads() -> None:
         fast.join(5)
         slow.join(5)
         assert not slow.is_alive() and not fast.is_alive()
-        assert times["fast"] < 0.5, f"a fast call waited {times['fast']:.2f}s behind a slow one"
+        assert times["fast"] < 1.0, f"a fast call waited {times['fast']:.2f}s behind a slow one"
         assert times["fast_end"] < times["slow_end"]
-        assert times["slow"] >= 1.4
+        assert times["slow"] >= 1.9
 
 
 def test_many_threads_share_one_memory() -> None:

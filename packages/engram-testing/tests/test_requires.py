@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -100,4 +101,4 @@ def test_valid_filters_mostly_parse(mapping: Any) -> None:
 @given(est.scopes(), est.query_strings(), est.metadata())
 def test_strategies_generate_valid_values(scope: Scope, query: str, meta: dict[str, Any]) -> None:
     assert isinstance(scope, Scope) and isinstance(query, str) and isinstance(meta, dict)
-    __import__("json").dumps(meta, allow_nan=False)
+    json.dumps(meta, allow_nan=False)

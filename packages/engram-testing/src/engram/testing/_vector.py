@@ -328,6 +328,27 @@ class VectorStoreConformance(ProviderSuite):
             got = {_label(i) for i in await store.list(None, filters=f, limit=None)}
             assert got == want, f"icontains {needle!r}: got {sorted(got)}, want {sorted(want)}"
 
+    async def test_filter_odd_key_names(self, store: Any) -> None:
+        """Keys with dots, spaces and non-ASCII letters name one metadata field each (not a path)."""
+        items = filter_dataset(self.dims)
+        await self.write(store, items)
+        mappings = [
+            {"dotted.key": "yes"}, {"dotted.key": {"ne": "yes"}}, {"with space": 1}, {"with space": {"gte": 1}},
+            {"ключ": "значение"}, {"ключ": {"ne": None}}, {"ключ": {"icontains": "ЗНАЧ"}}, {"dotted": "yes"},
+        ]
+        assert await self.check_filters(store, items, mappings, search_every=1) == len(mappings)
+
+    async def test_filter_numbers_beyond_int64(self, store: Any) -> None:
+        """Integers past SQLite's 64 bits and huge floats compare like any number, never overflow."""
+        items = filter_dataset(self.dims)
+        await self.write(store, items)
+        mappings = [
+            {"priority": 2**63}, {"priority": {"ne": 2**63}}, {"priority": {"lt": 10**30}},
+            {"priority": {"gt": -(2**64)}}, {"priority": {"in": [2**64, 1]}}, {"priority": {"nin": [10**30]}},
+            {"score": {"lte": 1e300}}, {"tags": {"contains": 2**65}}, {"mixed": {"gte": 2**63}},
+        ]
+        assert await self.check_filters(store, items, mappings, search_every=1) == len(mappings)
+
     async def test_filter_builtin_and_time_fields(self, store: Any) -> None:
         items = filter_dataset(self.dims)
         await self.write(store, items)

@@ -7,7 +7,6 @@ import random
 import sys
 
 import anyio
-
 from engram.core import AsyncMemory
 
 

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from engram.vector.sqlite import SQLiteVectorStore
 
 WRITER = Path(__file__).with_name("_crash_writer.py")

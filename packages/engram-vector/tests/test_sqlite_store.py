@@ -9,7 +9,6 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-
 from engram.core import MemoryItem, Scope, VectorQuery, WriteBatch, content_hash
 from engram.core.errors import ConfigurationError, InvalidInputError
 from engram.vector.sqlite import SQLiteVectorStore, fts_query

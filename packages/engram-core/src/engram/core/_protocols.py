@@ -21,7 +21,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ._filters import Filter
-from ._types import HistoryEvent, LLMResponse, MemoryItem, Relation, Scope, ScoredMemory, VectorQuery, WriteBatch
+from ._types import (
+    HistoryEvent,
+    LLMResponse,
+    MemoryItem,
+    Relation,
+    Scope,
+    ScoredMemory,
+    VectorQuery,
+    WriteBatch,
+)
 
 __all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "Reranker", "VectorStore"]
 

@@ -10,7 +10,6 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import anyio.to_thread
 import platformdirs
-
 from engram.core.errors import ConfigurationError, ProviderError
 
 T = TypeVar("T")

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from engram.core import Event, HistoryEvent
+from pydantic import BaseModel, ConfigDict
 
 from ._db import Database, default_db_path, path_from_url
 

@@ -4,10 +4,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
-
 from engram.core import LLMResponse
 from engram.core.errors import ProviderError
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ScriptedLLM:

@@ -4,10 +4,9 @@ import copy
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
-
 from engram.core import Filter, MemoryItem, Scope, ScoredMemory, VectorQuery, WriteBatch, matches
 from engram.core.errors import InvalidInputError
+from pydantic import BaseModel, ConfigDict
 
 
 class MemoryVectorStore:

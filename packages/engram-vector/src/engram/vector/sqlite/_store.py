@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
-
 from engram.core import (
     Filter,
     FusionConfig,
@@ -34,6 +32,7 @@ from engram.history.sqlite import (
     select_history,
     to_micros,
 )
+from pydantic import BaseModel, ConfigDict
 
 from ._sql import filter_sql, register_functions, scope_sql
 from ._stopwords import STOP_WORDS

@@ -418,3 +418,31 @@ def test_demo_with_hash_embedder(cli, ok_json, tmp_path: Path) -> None:
     assert human.exit_code == 0, human.stderr
     assert "Where does Maya work now?" in human.stdout
     assert ok_json(cli("stats", "--db", str(kept), "--json"))["total"] == 97
+
+
+def test_wheel_hook_finds_the_demo_file() -> None:
+    """hatch_build.py ships ../../examples/demo_conversation.json; the file must be where it looks."""
+    package_root = Path(__file__).resolve().parents[1]
+    assert (package_root / "hatch_build.py").is_file()
+    assert (package_root / ".." / ".." / "examples" / "demo_conversation.json").resolve().is_file()
+
+
+@pytest.mark.slow
+def test_demo_on_the_defaults(tmp_path: Path) -> None:
+    """README command one's engine: `engram demo` with the SQLite store and the local embedder, in a
+    real process; most questions find the message their answer came from among the top 3."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    proc = _engram("demo", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["imported"] == 97
+    evidence = {q["question"]: set(q["evidence"]) for q in load_demo()["qa"]}
+    found = [
+        bool(evidence[q["question"]] & {r["metadata"]["dia_id"] for r in q["results"]})
+        for q in res["questions"]
+    ]
+    assert sum(found) >= len(found) - 1, found
+    human = _engram("demo", "--db", str(tmp_path / "d.db"), env=env | {"COLUMNS": "100"})
+    assert human.returncode == 0, human.stderr
+    assert "Where does Maya work now?" in human.stdout and "Biscuit" in human.stdout
+    assert "Traceback" not in human.stderr

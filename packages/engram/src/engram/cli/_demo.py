@@ -104,10 +104,9 @@ def run_demo(
         parsed = parse_locomo(doc, scope=Scope(user_id=DEMO_USER), source=DEMO_FILE)
         sessions = {r.item.metadata.get("session") for r in parsed.records}
         questions = [q for q in doc.get("qa", []) if isinstance(q, dict) and q.get("question")]
+        spec = cfg.embedder
         emb_label = (
-            cfg.embedder
-            if isinstance(cfg.embedder, str)
-            else str(getattr(cfg.embedder, "get", dict)("provider"))
+            spec if isinstance(spec, str) else str(spec.get("provider") if isinstance(spec, dict) else spec)
         )
         if emb_label == "local":
             emb_label = "local (all-MiniLM-L6-v2 on onnxruntime, on this machine)"

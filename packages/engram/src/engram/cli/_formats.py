@@ -260,7 +260,9 @@ def parse_jsonl(text: str, *, scope: Scope | None = None, source: str = "input")
             metadata=dict(metadata),
             created_at=created,
             updated_at=updated,
-            **ids,
+            user_id=ids["user_id"],
+            agent_id=ids["agent_id"],
+            run_id=ids["run_id"],
         )
         out.records.append(ParsedRecord(item, source))
     if total and not out.records:
@@ -366,7 +368,9 @@ def parse_locomo(
                     hash=content_hash(memory),
                     metadata=meta,
                     created_at=(when or now) + timedelta(microseconds=order),
-                    **ids,
+                    user_id=ids["user_id"],
+                    agent_id=ids["agent_id"],
+                    run_id=ids["run_id"],
                 )
                 out.records.append(ParsedRecord(item, group))
     if not found_any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from engram.core import AsyncMemory
@@ -90,7 +90,7 @@ async def prepare_model(mem: AsyncMemory, console: Console, *, enabled: bool = T
     cached model loads silently. Embedders without ``load()`` are left alone.
     """
     embedder = mem.embedder
-    load = getattr(embedder, "load", None)
+    load: Callable[..., Awaitable[Any]] | None = getattr(embedder, "load", None)
     if not callable(load) or getattr(embedder, "model_files", True) is not None:
         return
     lock = threading.Lock()

@@ -33,6 +33,8 @@ def machine() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = f", load average {os.getloadavg()[0]:.2f} at the end" if hasattr(os, "getloadavg") else ""
+    nice = os.nice(0) if hasattr(os, "nice") else 0
+    load += f", run at niceness {nice}" if nice else ""
     return (
         f"{cores} cores ({cpu_model()}), Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"numpy {np.__version__}, {platform.system()} {platform.machine()}, {now}{load}"

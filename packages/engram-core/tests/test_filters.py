@@ -118,7 +118,15 @@ def test_order_needs_same_kind() -> None:
     assert matches(parse_filters({"k": {"lt": "b"}}), item(k="a"))
     assert matches(parse_filters({"k": {"lt": "a"}}), item(k="Z"))  # code-point order
     assert not matches(parse_filters({"k": {"gte": 0}}), item(k=[1]))
-    assert matches(parse_filters({"k": {"gt": 2**64}}), item(k=10**30))
+    assert matches(parse_filters({"k": {"gt": 2**63 - 1}}), item(k=1e30))
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
+def test_integers_beyond_64_bits_are_refused(value: int) -> None:
+    with pytest.raises(InvalidFilterError, match="64-bit"):
+        parse_filters({"k": value})
+    with pytest.raises(InvalidFilterError, match="64-bit"):
+        parse_filters({"k": {"in": [1, value]}})
 
 
 def test_contains() -> None:

@@ -207,6 +207,7 @@ async def test_get_and_history_unknown(memory: AsyncMemory) -> None:
         ("x", {"user_id": "a", "metadata": {"o": object()}}, InvalidInputError),
         ("x", {"user_id": "a", "metadata": {1: "int key"}}, InvalidInputError),
         ("x", {"user_id": "a", "metadata": ["not", "a", "mapping"]}, InvalidInputError),
+        ("x", {"user_id": "a", "metadata": {"big": [1, {"n": 2**64}]}}, InvalidInputError),
         ([], {"user_id": "a"}, InvalidMessageError),
         ([{"role": "robot", "content": "x"}], {"user_id": "a"}, InvalidMessageError),
         (["ok", {"role": "user", "content": 5}], {"user_id": "a"}, InvalidMessageError),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from engram.core import MemoryItem, Scope, VectorQuery, WriteBatch, content_hash
 from engram.core.errors import ConfigurationError, InvalidInputError
+from engram.testing import HistoryStoreConformance, VectorStoreConformance
 from engram.vector.sqlite import SQLiteVectorStore, fts_query
 
 
@@ -149,3 +150,35 @@ async def test_reset_clears_memories_history_and_dims(store: SQLiteVectorStore) 
     await store.write(WriteBatch(upserts=[_item("b", dims=16)]))  # a new dimension is fine after reset
     assert await store.count() == 1
     assert await store.check() == []
+
+
+class TestSQLiteConformance(VectorStoreConformance, HistoryStoreConformance):
+    """The file-backed store against every vector-store and history-store check."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path):
+        s = SQLiteVectorStore(SQLiteVectorStore.Config(path=str(tmp_path / "engram.db")))
+        yield s
+        await s.aclose()
+
+    @pytest.fixture
+    def history_store(self, store: SQLiteVectorStore) -> SQLiteVectorStore:
+        return store
+
+    async def reopen(self, provider: SQLiteVectorStore) -> SQLiteVectorStore:
+        await provider.aclose()
+        return SQLiteVectorStore(SQLiteVectorStore.Config(path=provider.config.path))
+
+
+class TestSQLiteInMemoryConformance(VectorStoreConformance, HistoryStoreConformance):
+    """``sqlite:///:memory:``: everything but persistence."""
+
+    @pytest.fixture
+    async def store(self):
+        s = SQLiteVectorStore.from_url("sqlite:///:memory:")
+        yield s
+        await s.aclose()
+
+    @pytest.fixture
+    def history_store(self, store: SQLiteVectorStore) -> SQLiteVectorStore:
+        return store

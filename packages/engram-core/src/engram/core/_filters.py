@@ -18,6 +18,8 @@ Semantics (every store implements exactly these; the conformance suite checks th
   ``1.0``); ``{"k": None}`` matches a missing or null field.
 - ``gt gte lt lte``: numbers against numbers, strings against strings (code-point order), times
   against times; a field of another type, or missing, does not match.
+- Integers must fit in signed 64 bits (as in SQLite, Qdrant and Chroma); floats may be any
+  finite value.
 - ``in``: equal to any listed value. ``contains``: a string field holding the substring
   (case-sensitive), or a list field holding the value as an element. ``icontains``: the same,
   ignoring case (Unicode case folding).
@@ -86,7 +88,14 @@ class Not:
 Filter = Cmp | And | Or | Not
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _scalar(value: Any, where: str) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidFilterError(
+            f"{where}: integer {value} is outside the signed 64-bit range that stores index; use a float"
+        )
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):

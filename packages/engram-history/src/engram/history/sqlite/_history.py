@@ -56,7 +56,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[HistoryEvent]) -> N
         _INSERT,
         [
             (e.id, e.memory_id, str(e.event), e.old_memory, e.new_memory, e.user_id, e.agent_id, e.run_id,
-             e.actor_id, e.role, to_micros(e.created_at), json.dumps(e.metadata))
+             e.actor_id, e.role, to_micros(e.created_at), json.dumps(e.metadata, ensure_ascii=False))
             for e in events
         ],
     )

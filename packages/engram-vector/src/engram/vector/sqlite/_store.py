@@ -335,7 +335,7 @@ class SQLiteVectorStore:
             seq = conn.execute(
                 _UPSERT,
                 (it.id, it.memory, it.hash, it.user_id, it.agent_id, it.run_id,
-                 json.dumps(it.metadata, allow_nan=False), to_micros(it.created_at),
+                 json.dumps(it.metadata, allow_nan=False, ensure_ascii=False), to_micros(it.created_at),
                  to_micros(it.updated_at) if it.updated_at is not None else None, blob),
             ).fetchone()[0]
             put.append((seq, (it.user_id, it.agent_id, it.run_id), it.embedding))

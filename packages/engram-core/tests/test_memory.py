@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from engram.core import AsyncMemory
+from engram.core import AsyncMemory, Scope
 from engram.core.errors import (
     ConfigurationError,
     InvalidFilterError,
@@ -262,3 +262,12 @@ async def test_with_sqlite_store_history_in_same_file(tmp_path: Path) -> None:
     async with AsyncMemory(cfg) as m:
         assert [h["event"] for h in await m.history(r["id"])] == ["ADD", "UPDATE", "DELETE"]
         assert await m.count() == 0
+
+
+async def test_one_add_keeps_the_conversation_order(memory: AsyncMemory) -> None:
+    turns = [f"turn {i}" for i in range(20)]
+    await memory.add(turns, user_id="order")
+    listed = (await memory.get_all(user_id="order"))["results"]
+    assert [r["memory"] for r in listed] == list(reversed(turns))  # newest first
+    exported = await memory.export_items(Scope("order"))
+    assert [i.memory for i in exported] == turns

@@ -7,6 +7,7 @@ import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -226,7 +227,7 @@ class AsyncMemory:
         vectors = await self._embed([m.content for m in keep])
         now = utcnow()
         batch = WriteBatch()
-        for m, vec in zip(keep, vectors, strict=True):
+        for i, (m, vec) in enumerate(zip(keep, vectors, strict=True)):
             meta = dict(base_meta)
             meta["role"] = m.role
             if m.name is not None:
@@ -236,7 +237,8 @@ class AsyncMemory:
             item = MemoryItem(
                 id=str(uuid.uuid4()), memory=m.content, hash=content_hash(m.content),
                 user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id,
-                metadata=meta, created_at=now, embedding=vec,
+                # one microsecond apart, so newest-first listings keep the conversation's order
+                metadata=meta, created_at=now + timedelta(microseconds=i), embedding=vec,
             )
             batch.upserts.append(item)
             batch.events.append(

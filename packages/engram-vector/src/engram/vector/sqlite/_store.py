@@ -52,8 +52,11 @@ CREATE TABLE IF NOT EXISTS memories (
     run_id     TEXT,
     metadata   TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL,
-    updated_at INTEGER,
-    embedding  BLOB NOT NULL
+    updated_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS memory_vectors (
+    seq       INTEGER PRIMARY KEY,
+    embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, created_at) WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS memories_by_agent ON memories (agent_id, created_at) WHERE agent_id IS NOT NULL;
@@ -67,6 +70,7 @@ CREATE TRIGGER IF NOT EXISTS memories_fts_insert AFTER INSERT ON memories BEGIN
 END;
 CREATE TRIGGER IF NOT EXISTS memories_fts_delete AFTER DELETE ON memories BEGIN
     INSERT INTO memories_fts (memories_fts, rowid, memory) VALUES ('delete', old.seq, old.memory);
+    DELETE FROM memory_vectors WHERE seq = old.seq;
 END;
 CREATE TRIGGER IF NOT EXISTS memories_fts_update AFTER UPDATE OF memory ON memories BEGIN
     INSERT INTO memories_fts (memories_fts, rowid, memory) VALUES ('delete', old.seq, old.memory);
@@ -76,12 +80,13 @@ END
 
 _COLS = "m.seq, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at"
 _UPSERT = (
-    "INSERT INTO memories (id, memory, hash, user_id, agent_id, run_id, metadata, created_at, updated_at,"
-    " embedding) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET memory = excluded.memory,"
+    "INSERT INTO memories (id, memory, hash, user_id, agent_id, run_id, metadata, created_at, updated_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET memory = excluded.memory,"
     " hash = excluded.hash, user_id = excluded.user_id, agent_id = excluded.agent_id,"
     " run_id = excluded.run_id, metadata = excluded.metadata, created_at = excluded.created_at,"
-    " updated_at = excluded.updated_at, embedding = excluded.embedding RETURNING seq"
+    " updated_at = excluded.updated_at RETURNING seq"
 )
+_PUT_VECTOR = "INSERT OR REPLACE INTO memory_vectors (seq, embedding) VALUES (?, ?)"
 # FTS5's unicode61 tokenizer: letters, digits and private-use characters; everything else separates.
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_QUERY_TERMS = 64
@@ -239,7 +244,8 @@ class _DenseIndex:
 class SQLiteVectorStore:
     """The default store: memories, their embeddings, a BM25 index and the history in one SQLite file.
 
-    - Embeddings are float32 blobs in ``memories``; dense search runs numpy over an in-process
+    - Embeddings are float32 blobs in ``memory_vectors`` (keyed by the memory's ``seq``, so the
+      ``memories`` rows stay small for listing and lexical joins); dense search runs numpy over an in-process
       matrix of them (one matrix-vector product; no per-row Python loop), loaded from the file on
       the first search and kept in step with every write.
     - ``memories_fts`` is an FTS5 external-content index (Porter stemming over unicode61 tokens,
@@ -336,8 +342,9 @@ class SQLiteVectorStore:
                 _UPSERT,
                 (it.id, it.memory, it.hash, it.user_id, it.agent_id, it.run_id,
                  json.dumps(it.metadata, allow_nan=False, ensure_ascii=False), to_micros(it.created_at),
-                 to_micros(it.updated_at) if it.updated_at is not None else None, blob),
+                 to_micros(it.updated_at) if it.updated_at is not None else None),
             ).fetchone()[0]
+            conn.execute(_PUT_VECTOR, (seq, blob))
             put.append((seq, (it.user_id, it.agent_id, it.run_id), it.embedding))
         if batch.events:
             insert_events(conn, batch.events)
@@ -442,7 +449,10 @@ class SQLiteVectorStore:
             if dims is None:
                 return None
             idx = _DenseIndex(dims)
-            cur = conn.execute("SELECT seq, user_id, agent_id, run_id, embedding FROM memories")
+            cur = conn.execute(
+                "SELECT v.seq, m.user_id, m.agent_id, m.run_id, v.embedding FROM memory_vectors v"
+                " JOIN memories m ON m.seq = v.seq"
+            )
             while rows := cur.fetchmany(4096):
                 start = idx.used
                 idx._grow(start + len(rows))
@@ -511,6 +521,7 @@ class SQLiteVectorStore:
     async def reset(self) -> None:
         def run(conn: sqlite3.Connection) -> Any:
             conn.execute("DELETE FROM memories")
+            conn.execute("DELETE FROM memory_vectors")
             conn.execute("DELETE FROM history")
             conn.execute("DELETE FROM engram_meta WHERE key = 'dims'")
             conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('rebuild')")
@@ -529,7 +540,8 @@ class SQLiteVectorStore:
 
     async def check(self) -> list[str]:
         """Consistency problems found in the file (empty when sound): FTS5's own integrity check
-        against the memories table, and embeddings of the wrong size."""
+        against the memories table, memories and embeddings that are not paired one to one, and
+        embeddings of the wrong size."""
 
         def run(conn: sqlite3.Connection) -> list[str]:
             problems = []
@@ -539,9 +551,19 @@ class SQLiteVectorStore:
                 problems.append(f"FTS index out of step with memories: {exc}")
             dims = self._stored_dims(conn)
             if dims is not None:
-                bad = conn.execute("SELECT count(*) FROM memories WHERE length(embedding) != ?", (dims * 4,)).fetchone()[0]
+                bad = conn.execute(
+                    "SELECT count(*) FROM memory_vectors WHERE length(embedding) != ?", (dims * 4,)
+                ).fetchone()[0]
                 if bad:
                     problems.append(f"{bad} embeddings are not {dims} float32 values")
+            unpaired = conn.execute(
+                "SELECT (SELECT count(*) FROM memories m WHERE NOT EXISTS"
+                " (SELECT 1 FROM memory_vectors v WHERE v.seq = m.seq))"
+                " + (SELECT count(*) FROM memory_vectors v WHERE NOT EXISTS"
+                " (SELECT 1 FROM memories m WHERE m.seq = v.seq))"
+            ).fetchone()[0]
+            if unpaired:
+                problems.append(f"{unpaired} memories and embeddings are not paired")
             return problems
 
         return await self._db.read(run)

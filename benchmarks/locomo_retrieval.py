@@ -290,8 +290,8 @@ def report(
         f"Command: `{cmd}`. Data: {len(convs)} LoCoMo dev conversations ({', '.join(c.sample_id for c in convs)}), "
         f"{info['turns']} turns stored verbatim, one scope per conversation, `{args.embedder}` embedder, "
         f"sqlite store; {sum(n_q[c] for c in MAIN)} questions in categories 1-4 and {n_q[5]} in category 5 "
-        f"({sum(c.skipped_questions for c in convs)} skipped for lack of valid evidence, "
-        f"{sum(c.dropped_ids for c in convs)} evidence ids naming no turn dropped). Storing and embedding the "
+        f"(questions skipped for lack of valid evidence: {sum(c.skipped_questions for c in convs)}; "
+        f"evidence ids dropped for naming no turn: {sum(c.dropped_ids for c in convs)}). Storing and embedding the "
         f"turns took {info['ingest_s']:.1f} s.",
         "",
         "Overall (categories 1-4; category 5 excluded):",

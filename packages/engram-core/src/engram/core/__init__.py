@@ -4,7 +4,7 @@ from . import errors
 from ._config import ENV_PREFIX, FusionConfig, MemoryConfig, SearchConfig
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
-from ._memory import AsyncMemory, fuse_hits
+from ._memory import AsyncMemory, fuse_hits, index_text
 from ._protocols import LLM, Embedder, GraphStore, HistoryStore, Reranker, VectorStore
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
 from ._sync import Memory
@@ -62,6 +62,7 @@ __all__ = [
     "errors",
     "fuse",
     "fuse_hits",
+    "index_text",
     "matches",
     "normalize_dbsf",
     "normalize_messages",

@@ -32,7 +32,7 @@ from ._types import (
 )
 from .errors import ConfigurationError, InvalidInputError, MemoryNotFoundError, ProviderError
 
-__all__ = ["AsyncMemory"]
+__all__ = ["AsyncMemory", "index_text"]
 
 log = logging.getLogger("engram")
 MAX_LIMIT = 10_000
@@ -78,6 +78,14 @@ def _check_id(memory_id: Any) -> str:
     if not isinstance(memory_id, str) or not memory_id or len(memory_id) > 256:
         raise InvalidInputError(f"memory_id must be a non-empty string, got {memory_id!r}")
     return memory_id
+
+
+def index_text(memory: str, metadata: Mapping[str, Any]) -> str:
+    """The text engram embeds for a memory: ``"<speaker>: <memory>"`` when the metadata names a
+    speaker, else the memory itself. A turn says "I"; the name tells whose it is. The stored
+    text stays verbatim."""
+    speaker = metadata.get("speaker")
+    return f"{speaker}: {memory}" if isinstance(speaker, str) and speaker.strip() else memory
 
 
 def _hit_dict(hit: ScoredMemory) -> dict[str, Any]:
@@ -201,12 +209,15 @@ class AsyncMemory:
         """Remember conversation turns.
 
         Args:
-            messages: a string, a ``{"role", "content"[, "name", "time"]}`` mapping, or a list of them.
+            messages: a string, a ``{"role", "content"[, "name", "time", "metadata"]}`` mapping, or a
+                list of them. A message's own ``metadata`` is merged over the call's.
             user_id, agent_id, run_id: the scope; at least one is required.
             metadata: JSON-compatible mapping stored with every memory this call creates.
             infer: let the LLM extract and curate facts. Without an LLM configured, or with
                 ``infer=False``, each non-system message is stored verbatim, its role, speaker
-                name (``speaker``) and time (``message_time``, ISO 8601) added to its metadata.
+                name (``speaker``) and time (``message_time``, ISO 8601) added to its metadata;
+                its embedding is of ``"<speaker>: <text>"`` when the speaker is known (see
+                :func:`index_text`).
 
         Returns:
             ``{"results": [{"id", "memory", "event": "ADD", ...}, ...]}``.
@@ -222,18 +233,21 @@ class AsyncMemory:
         if infer and self._llm is not None:
             log.warning("LLM fact extraction is not built yet (engram 0.1); storing the messages verbatim")
         keep = [m for m in msgs if m.role != "system" and m.content.strip()]
-        if not keep:
-            return {"results": []}
-        vectors = await self._embed([m.content for m in keep])
-        now = utcnow()
-        batch = WriteBatch()
-        for i, (m, vec) in enumerate(zip(keep, vectors, strict=True)):
-            meta = dict(base_meta)
+        metas = []
+        for m in keep:  # validate every message before anything is embedded or stored
+            meta = {**base_meta, **_check_metadata(m.metadata)} if m.metadata else dict(base_meta)
             meta["role"] = m.role
             if m.name is not None:
                 meta["speaker"] = m.name
             if m.time is not None:
                 meta["message_time"] = m.time.isoformat()
+            metas.append(meta)
+        if not keep:
+            return {"results": []}
+        vectors = await self._embed([index_text(m.content, meta) for m, meta in zip(keep, metas, strict=True)])
+        now = utcnow()
+        batch = WriteBatch()
+        for i, (m, meta, vec) in enumerate(zip(keep, metas, vectors, strict=True)):
             item = MemoryItem(
                 id=str(uuid.uuid4()), memory=m.content, hash=content_hash(m.content),
                 user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id,
@@ -372,7 +386,7 @@ class AsyncMemory:
         if not items:
             raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
         old = items[0]
-        vector = (await self._embed([data]))[0]
+        vector = (await self._embed([index_text(data, {**old.metadata, **extra})]))[0]
         now = utcnow()
         new = MemoryItem(
             id=old.id, memory=data, hash=content_hash(data), user_id=old.user_id, agent_id=old.agent_id,
@@ -429,7 +443,8 @@ class AsyncMemory:
         """
         todo = [i for i in items if i.embedding is None]
         if todo:
-            for it, vec in zip(todo, await self._embed([i.memory for i in todo]), strict=True):
+            vectors = await self._embed([index_text(i.memory, i.metadata) for i in todo])
+            for it, vec in zip(todo, vectors, strict=True):
                 it.embedding = vec
         now = utcnow()
         batch = WriteBatch(upserts=list(items))
@@ -460,16 +475,12 @@ def _delete_event(item: MemoryItem) -> HistoryEvent:
 def fuse_hits(found: Mapping[str, Sequence[ScoredMemory]], fusion: Mapping[str, Any]) -> list[ScoredMemory]:
     """Fuse per-path hits by memory id with :func:`~engram.core.fuse`; keeps each path's raw score.
 
-    ``fusion`` holds :class:`FusionConfig`'s fields. A single path is returned as is.
+    ``fusion`` holds :class:`FusionConfig`'s fields. The final score is always on the fusion's
+    scale, also when only one path found anything, so a threshold means the same on every query.
     """
     paths = {p: h for p, h in found.items() if h}
     if not paths:
         return []
-    if len(paths) == 1:
-        (path, hits), = paths.items()
-        for h in hits:
-            h.scores.setdefault(path, h.score)
-        return list(hits)
     by_id: dict[str, ScoredMemory] = {}
     for path, hits in paths.items():
         for h in hits:

@@ -133,18 +133,21 @@ class Message:
         content: the text.
         name: the speaker's name, when known (``"Caroline"``).
         time: when the turn was said, aware UTC, when known.
+        metadata: this turn's own metadata, merged over the call's ``metadata`` when stored.
     """
 
     role: str
     content: str
     name: str | None = None
     time: datetime | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def normalize_messages(messages: Any) -> list[Message]:
     """Accept a string, one message (mapping or :class:`Message`) or a list of them.
 
-    A mapping needs ``content`` (a string) and may give ``role`` (default ``"user"``), ``name``
+    A mapping needs ``content`` (a string) and may give ``role`` (default ``"user"``), ``metadata``
+    (a mapping for this turn alone), ``name``
     and a time as ``time``, ``timestamp`` or ``created_at`` (datetime, ISO 8601 or POSIX seconds).
 
     Raises:
@@ -187,7 +190,10 @@ def normalize_messages(messages: Any) -> list[Message]:
                 when = parse_time(raw_time) if raw_time is not None else None
             except ValueError as exc:
                 raise InvalidMessageError(f"message {i}: bad time {raw_time!r}: {exc}") from None
-            out.append(Message(role, content, name, when))
+            meta = m.get("metadata")
+            if meta is not None and not isinstance(meta, Mapping):
+                raise InvalidMessageError(f"message {i}: 'metadata' must be a mapping")
+            out.append(Message(role, content, name, when, dict(meta) if meta is not None else None))
         else:
             raise InvalidMessageError(f"message {i}: expected a string or a mapping, got {type(m).__name__}")
     return out

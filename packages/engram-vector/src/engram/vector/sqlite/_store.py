@@ -32,7 +32,7 @@ from engram.history.sqlite import (
     select_history,
     to_micros,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._sql import filter_sql, register_functions, scope_sql
 from ._stopwords import STOP_WORDS
@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS memories (
     run_id     TEXT,
     metadata   TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL,
-    updated_at INTEGER
+    updated_at INTEGER,
+    speaker    TEXT GENERATED ALWAYS AS (json_extract(metadata, '$.speaker')) VIRTUAL
 );
 CREATE TABLE IF NOT EXISTS memory_vectors (
     seq       INTEGER PRIMARY KEY,
@@ -62,19 +63,19 @@ CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, created_at) WH
 CREATE INDEX IF NOT EXISTS memories_by_agent ON memories (agent_id, created_at) WHERE agent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS memories_by_run ON memories (run_id, created_at) WHERE run_id IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
-    memory, content = 'memories', content_rowid = 'seq',
+    memory, speaker, content = 'memories', content_rowid = 'seq',
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER IF NOT EXISTS memories_fts_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, memory) VALUES (new.seq, new.memory);
+    INSERT INTO memories_fts (rowid, memory, speaker) VALUES (new.seq, new.memory, new.speaker);
 END;
 CREATE TRIGGER IF NOT EXISTS memories_fts_delete AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, memory) VALUES ('delete', old.seq, old.memory);
+    INSERT INTO memories_fts (memories_fts, rowid, memory, speaker) VALUES ('delete', old.seq, old.memory, old.speaker);
     DELETE FROM memory_vectors WHERE seq = old.seq;
 END;
-CREATE TRIGGER IF NOT EXISTS memories_fts_update AFTER UPDATE OF memory ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, memory) VALUES ('delete', old.seq, old.memory);
-    INSERT INTO memories_fts (rowid, memory) VALUES (new.seq, new.memory);
+CREATE TRIGGER IF NOT EXISTS memories_fts_update AFTER UPDATE OF memory, metadata ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, memory, speaker) VALUES ('delete', old.seq, old.memory, old.speaker);
+    INSERT INTO memories_fts (rowid, memory, speaker) VALUES (new.seq, new.memory, new.speaker);
 END
 """
 
@@ -249,8 +250,10 @@ class SQLiteVectorStore:
       matrix of them (one matrix-vector product; no per-row Python loop), loaded from the file on
       the first search and kept in step with every write.
     - ``memories_fts`` is an FTS5 external-content index (Porter stemming over unicode61 tokens,
-      diacritics removed), kept in step by triggers inside each write's transaction; lexical
-      search ranks by FTS5's BM25 and returns ``-bm25`` so higher is better.
+      diacritics removed) of the text and of the speaker's name (``metadata["speaker"]``, a
+      generated column), kept in step by triggers inside each write's transaction; lexical
+      search ranks by FTS5's BM25 (the speaker column weighted ``speaker_weight``) and returns
+      ``-bm25`` so higher is better.
     - ``history`` (see :mod:`engram.history.sqlite`) is written in the same transaction as the
       change it records, so a crash never leaves a memory without its event.
     - Scope and metadata filters are SQL ``WHERE`` clauses (and a vectorised scope mask for dense).
@@ -265,12 +268,15 @@ class SQLiteVectorStore:
         path: database file; default ``<user data dir>/engram/engram.db``; ``":memory:"`` for none.
         fusion: how ``hybrid`` mode fuses dense and BM25 hits.
         busy_timeout: seconds to wait for another process's write lock.
+        speaker_weight: BM25 weight of the ``speaker`` column beside the text's 1.0, so that
+            "what did Caroline say about ..." favours Caroline's own turns.
         """
 
         model_config = ConfigDict(extra="forbid")
         path: str = ""
         fusion: FusionConfig = FusionConfig()
         busy_timeout: float = 30.0
+        speaker_weight: float = Field(1.0, ge=0)
 
     capabilities = frozenset({"lexical", "history", "persistent"})
 
@@ -505,11 +511,11 @@ class SQLiteVectorStore:
         match = fts_query(query.text or "")
         if match is None:
             return []
-        params: list[Any] = [match]
+        params: list[Any] = [self.config.speaker_weight, match]
         where = f"{scope_sql(query.scope, params, 'm.')} AND {filter_sql(query.filters, params)}"
         params.append(query.limit)
         sql = (
-            f"SELECT {_COLS}, bm25(memories_fts) AS rank FROM memories_fts f JOIN memories m ON m.seq = f.rowid"
+            f"SELECT {_COLS}, bm25(memories_fts, 1.0, ?) AS rank FROM memories_fts f JOIN memories m ON m.seq = f.rowid"
             f" WHERE memories_fts MATCH ? AND {where} ORDER BY rank, m.seq LIMIT ?"
         )
         return [

@@ -82,15 +82,8 @@ def test_locomo_turns_become_memories() -> None:
     parsed = parse_locomo(locomo_sample(), source="f.json")
     assert parsed.format == "locomo"
     texts = [r.item.memory for r in parsed.records]
-    assert texts == [
-        "Caroline: Hey Mel! Good to see you!",
-        "Melanie: Look at this mural!",
-        "Melanie: Back from camping.",
-        "Caroline: Undated turn.",
-    ]
-    plain = parse_locomo(locomo_sample(), source="f.json", speaker_prefix=False)
-    assert plain.records[0].item.memory == "Hey Mel! Good to see you!"
-    assert plain.records[0].item.hash == content_hash("Hey Mel! Good to see you!")
+    assert texts == ["Hey Mel! Good to see you!", "Look at this mural!", "Back from camping.", "Undated turn."]
+    assert parsed.records[0].item.hash == content_hash("Hey Mel! Good to see you!")
     first, image, camping, undated = (r.item for r in parsed.records)
     assert first.user_id == "conv-x" and first.agent_id is None and first.run_id is None
     assert first.metadata["dia_id"] == "D1:1"

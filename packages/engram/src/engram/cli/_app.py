@@ -471,14 +471,6 @@ def import_(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, max=10_000, help="Memories embedded and written per batch.")
     ] = DEFAULT_BATCH,
-    speaker_prefix: Annotated[
-        bool,
-        typer.Option(
-            "--speaker-prefix/--no-speaker-prefix",
-            help="LoCoMo: start each memory with its speaker's name ('Caroline: ...'), so questions about "
-            "a person find what they said.",
-        ),
-    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings.")] = False,
     user_id: UserOpt = None,
     agent_id: AgentOpt = None,
@@ -499,9 +491,7 @@ def import_(
         raise fail(f"--format must be auto, jsonl or locomo, got {fmt!r}")
     opts = _opts(user_id, agent_id, run_id, db, embedder, config, as_json)
     text = read_input(file)
-    parsed: ParsedFile = parse_file(
-        text, fmt, scope=opts.scope(), source=str(file), speaker_prefix=speaker_prefix
-    )  # type: ignore[arg-type]
+    parsed: ParsedFile = parse_file(text, fmt, scope=opts.scope(), source=str(file))  # type: ignore[arg-type]
     if not quiet:
         for w in parsed.warnings[:20]:
             err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)

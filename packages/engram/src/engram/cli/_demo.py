@@ -82,7 +82,9 @@ def _answers(question: str, answer: str | None, hits: list[dict[str, Any]], evid
         table.add_row(
             f"{h['score']:.2f}",
             when_label(h)[:10],
-            Text(h["memory"]) + Text.from_markup(mark),
+            Text(f"{meta['speaker']}: " if meta.get("speaker") else "", style="magenta")
+            + Text(h["memory"])
+            + Text.from_markup(mark),
         )
     if answer:
         table.caption = f"the answer, as written in the sample: {answer}"

@@ -13,10 +13,9 @@ Two formats:
   "session_N_date_time": "1:56 pm on 8 May, 2023"}, ...}`` or a list of them. Each turn
   ``{"speaker", "dia_id", "text"[, "img_url", "blip_caption"]}`` becomes one memory stored verbatim
   (role ``user``, the speaker as its name, the session's date and time as its time) with
-  ``dia_id``, ``session``, ``session_date`` and ``blip_caption`` in its metadata. By default the
-  text is prefixed with the speaker (``"Caroline: I went to a support group"``): a turn says "I",
-  and without the name a question about Caroline cannot find it (on LoCoMo conv-26 this lifts
-  single-hop evidence hits in the top 10 from 54% to 71%).
+  ``dia_id``, ``session``, ``session_date`` and ``blip_caption`` in its metadata. The text is
+  kept as said; the engine embeds and indexes it with its speaker's name (see
+  :func:`engram.core.index_text`), so a question about Caroline finds what she said.
 
 Parsing is pure: it returns :class:`ParsedRecord` values and warnings, and never touches a store.
 """
@@ -172,7 +171,6 @@ def parse_file(
     *,
     scope: Scope | None = None,
     source: str = "input",
-    speaker_prefix: bool = True,
 ) -> ParsedFile:
     """Parse an import file's text.
 
@@ -181,7 +179,6 @@ def parse_file(
         fmt: ``"jsonl"``, ``"locomo"`` or ``"auto"`` (see :func:`detect_format`).
         scope: the scope given on the command line, or ``None``.
         source: the file name, for warnings.
-        speaker_prefix: LoCoMo only: start each memory with ``"<speaker>: "``.
 
     Raises:
         InvalidInputError: the file is not in the format (a LoCoMo file that is not JSON, a JSON
@@ -194,7 +191,7 @@ def parse_file(
             doc = json.loads(text)
         except ValueError as exc:
             raise InvalidInputError(f"{source}: not a LoCoMo JSON file: {exc}") from None
-        return parse_locomo(doc, scope=scope, source=source, speaker_prefix=speaker_prefix)
+        return parse_locomo(doc, scope=scope, source=source)
     if fmt == "jsonl":
         return parse_jsonl(text, scope=scope, source=source)
     raise InvalidInputError(f"unknown import format {fmt!r}; expected auto, jsonl or locomo")
@@ -282,12 +279,11 @@ def _sessions(conv: Mapping[str, Any]) -> list[tuple[int, list[Any]]]:
 
 
 def parse_locomo(
-    doc: Any, *, scope: Scope | None = None, source: str = "input", speaker_prefix: bool = True
+    doc: Any, *, scope: Scope | None = None, source: str = "input"
 ) -> ParsedFile:
     """Turn LoCoMo samples (one mapping or a list) into memories, one per turn.
 
-    A memory's text is the turn's text, after ``"<speaker>: "`` when ``speaker_prefix`` is set (the
-    default). Each turn goes to ``scope`` when given, else to ``user_id = sample_id``. Its metadata holds
+    A memory's text is the turn's text, verbatim. Each turn goes to ``scope`` when given, else to ``user_id = sample_id``. Its metadata holds
     ``role``, ``speaker``, ``message_time`` (as :meth:`AsyncMemory.add` keeps them), ``dia_id``,
     ``session`` (the session number), ``session_date`` (LoCoMo's text), ``conversation`` (the
     sample id) and, for shared images, ``blip_caption`` and ``img_url``. The memory's ``created_at``
@@ -360,7 +356,7 @@ def parse_locomo(
                 if isinstance(urls, list) and all(isinstance(u, str) for u in urls) and urls:
                     meta["img_url"] = list(urls)
                 order += 1
-                memory = f"{speaker}: {text}" if speaker_prefix else text
+                memory = text
                 key = "\x1f".join(str(v) for v in (*ids.values(), sample_id, num, ti, memory))
                 item = MemoryItem(
                     id=str(uuid.uuid5(_LOCOMO_NS, key)),

@@ -99,6 +99,7 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -1024")  # 1 MiB per connection; the OS caches the file too
         if self._on_connect is not None:
             self._on_connect(conn)
         with self.write_lock:

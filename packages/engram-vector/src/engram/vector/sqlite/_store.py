@@ -171,11 +171,13 @@ class _DenseIndex:
             code = table[value] = len(table)
         return code
 
-    def _grow(self, need: int) -> None:
+    def _grow(self, need: int, exact: bool = False) -> None:
+        """Make room for ``need`` rows: exactly that many when ``exact`` (loading a known count),
+        else growing by half again, so a store that only grows wastes at most a third."""
         cap = len(self.alive)
         if need <= cap:
             return
-        new = max(need, cap * 2, 1024)
+        new = need if exact else max(need, cap + cap // 2, 1024)
         vecs = np.zeros((new, self.dims), dtype=np.float32)
         vecs[:cap] = self.vecs
         codes = np.zeros((3, new), dtype=np.int32)
@@ -455,11 +457,13 @@ class SQLiteVectorStore:
             if dims is None:
                 return None
             idx = _DenseIndex(dims)
+            total = conn.execute("SELECT count(*) FROM memory_vectors").fetchone()[0]
+            idx._grow(total + max(64, total // 16), exact=True)
             cur = conn.execute(
                 "SELECT v.seq, m.user_id, m.agent_id, m.run_id, v.embedding FROM memory_vectors v"
                 " JOIN memories m ON m.seq = v.seq"
             )
-            while rows := cur.fetchmany(4096):
+            while rows := cur.fetchmany(1024):
                 start = idx.used
                 idx._grow(start + len(rows))
                 idx.vecs[start : start + len(rows)] = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(

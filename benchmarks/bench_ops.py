@@ -285,8 +285,9 @@ def report(results: list[dict], imports: dict[str, float | None], args: argparse
             rows,
         )
     )
-    lines += ["", "Import time (fresh interpreter, median of 7, ms):", ""]
-    lines.append(table(["import", "ms"], [[f"`{k}`", fmt(v, 0)] for k, v in imports.items()]))
+    if imports:
+        lines += ["", "Import time (fresh interpreter, median of 7, ms):", ""]
+        lines.append(table(["import", "ms"], [[f"`{k}`", fmt(v, 0)] for k, v in imports.items()]))
 
     by = {r["size"]: r for r in results}
     checks = []
@@ -326,7 +327,7 @@ def report(results: list[dict], imports: dict[str, float | None], args: argparse
         lines.append(table(["target", "goal", "measured", ""], checks, "lrrl"))
 
     small = by.get(MEM0["size"])
-    if small:
+    if small and imports:  # the comparison goes with the main (default-configuration) report only
         a_lo, a_hi = MEM0["add_ms"]
         s_lo, s_hi = MEM0["search_ms"]
         add_us = small["add_single_us"]["mean"]
@@ -448,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             f"add {r['add_single_us']['mean']:.0f} µs, peak RSS {r['rss_peak_mb']:.0f} MB",
             file=sys.stderr,
         )
-    imports = measure_imports()
+    variant = args.vector_store != "sqlite" or args.blas_threads is not None
+    imports = {} if variant else measure_imports()
     shown = ["--quick"] if args.quick else ([f"--sizes {args.sizes}"] if args.sizes != "2k,10k,100k" else [])
     if args.vector_store != "sqlite":
         shown.append(f"--vector-store {args.vector_store}")

@@ -8,10 +8,9 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import numpy as np
 
 from ._config import MemoryConfig
 from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
@@ -31,6 +30,9 @@ from ._types import (
     utcnow,
 )
 from .errors import ConfigurationError, InvalidInputError, MemoryNotFoundError, ProviderError
+
+if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
+    import numpy as np
 
 __all__ = ["AsyncMemory", "index_text"]
 

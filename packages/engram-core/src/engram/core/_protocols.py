@@ -16,9 +16,7 @@ To be built from configuration, a provider class may also offer:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ._filters import Filter
 from ._types import (
@@ -31,6 +29,9 @@ from ._types import (
     VectorQuery,
     WriteBatch,
 )
+
+if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
+    import numpy as np
 
 __all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "Reranker", "VectorStore"]
 

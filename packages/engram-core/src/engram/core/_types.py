@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidMessageError, InvalidScopeError
+
+if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
+    import numpy as np
 
 __all__ = [
     "Event",

@@ -72,3 +72,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set, MB: ``VmHWM`` from ``/proc/self/status`` on Linux.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries that over ``exec`` from the forked parent, so
+    a child started by a big parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -23,7 +23,7 @@ What is measured, for each size N, in a fresh subprocess (so peak RSS is that si
 - first search after reopen: the store is closed and opened again; the first search loads the
   embeddings from the file.
 - RSS: resident set after imports, opening the store and one add ("idle"), after filling, and the
-  process's peak (``getrusage`` ``ru_maxrss``) after the searches (the targets' figure) and again
+  process's peak (``VmHWM``) after the searches (the targets' figure) and again
   after the reopen step (a second store instance loading the embeddings from the file).
 - import time: ``import engram.core`` (and the default providers) in fresh interpreters, median of 7.
 
@@ -37,7 +37,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, percentile, table, write_section
+from _common import machine, peak_rss_mb, percentile, table, write_section
 
 STOP = (
     "the a to and i of you it in that is was for my we on with have but so what be at it's do this "
@@ -191,7 +190,7 @@ async def run_size(args: argparse.Namespace) -> dict:
         out["search_mean_hits"] = hits / len(lat)
         out["rss_after_search_mb"] = rss_mb()
 
-        out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["rss_peak_mb"] = peak_rss_mb()
         if args.vector_store == "sqlite":
             await memory.aclose()
             memory = AsyncMemory(cfg)
@@ -200,7 +199,7 @@ async def run_size(args: argparse.Namespace) -> dict:
             out["first_search_after_reopen_ms"] = (time.perf_counter() - t) * 1e3
             out["db_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
         await memory.aclose()
-    out["rss_peak_with_reopen_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_peak_with_reopen_mb"] = peak_rss_mb()
     return out
 
 

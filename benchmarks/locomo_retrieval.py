@@ -20,7 +20,8 @@ Systems compared on the same stored turns:
 - ``dense only``: the sqlite store's dense path alone (cosine over the local embeddings).
 - ``FTS5 BM25 only``: the sqlite store's lexical path alone.
 - ``BM25 baseline``: independent of engram, ``rank_bm25.BM25Okapi`` (k1=1.5, b=0.75) over
-  lower-cased ``\\w+`` tokens of each conversation's turns.
+  lower-cased ``\\w+`` tokens of each conversation's turns: the text alone, and (a second row)
+  ``"<speaker>: <text>"``, the form engram indexes.
 
 Metrics, per question then averaged per category: Recall@k = the fraction of the question's
 evidence turns in the top k; nDCG@10 with binary relevance (each evidence turn gains 1, discounted
@@ -180,6 +181,7 @@ async def run(args: argparse.Namespace, convs: list[Conversation]) -> tuple[dict
         "dense only",
         "FTS5 BM25 only",
         "BM25 baseline (rank_bm25)",
+        "BM25 baseline, speaker + text",
     ]
     scores = {s: Scores() for s in systems}
     with tempfile.TemporaryDirectory(prefix="engram-locomo-") as tmp:
@@ -226,6 +228,7 @@ async def run(args: argparse.Namespace, convs: list[Conversation]) -> tuple[dict
             scope = Scope(user_id=c.sample_id)
             order = [t.dia_id for t in c.turns]
             bm25 = BM25Okapi([tokens(t.text) for t in c.turns])
+            bm25_sp = BM25Okapi([tokens(f"{t.speaker}: {t.text}") for t in c.turns])
             for q in c.questions:
                 for name, mem in (("engram (default: hybrid, rsf)", memory), *variants.items()):
                     t = time.perf_counter()
@@ -247,6 +250,12 @@ async def run(args: argparse.Namespace, convs: list[Conversation]) -> tuple[dict
                 s = bm25.get_scores(tokens(q.text))
                 ranked = sorted(range(len(order)), key=lambda i: -s[i])[:TOP]
                 scores["BM25 baseline (rank_bm25)"].add(
+                    q, [order[i] for i in ranked], (time.perf_counter() - t) * 1e3
+                )
+                t = time.perf_counter()
+                s = bm25_sp.get_scores(tokens(q.text))
+                ranked = sorted(range(len(order)), key=lambda i: -s[i])[:TOP]
+                scores["BM25 baseline, speaker + text"].add(
                     q, [order[i] for i in ranked], (time.perf_counter() - t) * 1e3
                 )
         for mem in variants.values():

@@ -430,10 +430,7 @@ class SQLiteVectorStore:
         if query.mode == "lexical":
             return await self._db.read(self._lexical, query)
         if query.mode == "hybrid":
-            dense = await self._db.read(self._dense, query)
-            lexical = await self._db.read(self._lexical, query)
-            fused = fuse_hits({"dense": dense, "lexical": lexical}, self.config.fusion.model_dump())
-            return fused[: query.limit]
+            return await self._db.read(self._hybrid, query)
         raise InvalidInputError(f"unknown search mode {query.mode!r}; expected dense, lexical or hybrid")
 
     def _fetch(self, conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, MemoryItem]:
@@ -510,6 +507,11 @@ class SQLiteVectorStore:
             for s, sc in zip(seqs.tolist(), scores.tolist(), strict=True)
             if s in items
         ]
+
+    def _hybrid(self, conn: sqlite3.Connection, query: VectorQuery) -> list[ScoredMemory]:
+        """Dense and BM25 recall in one worker thread, fused with ``config.fusion``."""
+        found = {"dense": self._dense(conn, query), "lexical": self._lexical(conn, query)}
+        return fuse_hits(found, self.config.fusion.model_dump())[: query.limit]
 
     def _lexical(self, conn: sqlite3.Connection, query: VectorQuery) -> list[ScoredMemory]:
         match = fts_query(query.text or "")

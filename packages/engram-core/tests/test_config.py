@@ -15,7 +15,7 @@ def test_defaults() -> None:
     assert (c.vector_store, c.embedder, c.llm, c.history_store, c.graph_store, c.reranker) == (
         "sqlite", "local", None, None, None, None)
     assert c.search == SearchConfig() and c.search.fusion == FusionConfig()
-    assert c.search.fusion.method == "rsf" and c.search.candidates == 50
+    assert c.search.fusion.method == "rsf" and c.search.candidates == 20
     assert ENV_PREFIX == "ENGRAM_"
 
 

@@ -138,6 +138,7 @@ async def run_size(args: argparse.Namespace) -> dict:
         await memory.add(corpus.sentence(), user_id="u0", infer=False)
         added = 1
         out["rss_idle_mb"] = rss_mb()
+        out["candidates"] = memory.config.search.candidates
 
         singles = min(args.singles, max(n - added, 0))
         batched = n - added - singles
@@ -236,7 +237,8 @@ def report(results: list[dict], imports: dict[str, float | None], args: argparse
         f"Command: `{cmd}`. Vector store `{args.vector_store}`"
         + (" on a temp file" if args.vector_store == "sqlite" else "")
         + f", `hash` embedder (384 dims), `infer=False`; {args.scopes} scopes, searches in `u0` which holds "
-        f"half of the memories; {args.queries} distinct queries after {args.warmup} warm-up ones, `limit=10`; "
+        f"half of the memories; {args.queries} distinct queries after {args.warmup} warm-up ones, `limit=10`, "
+        f"`search.candidates` {results[0].get('candidates', '?') if results else '?'} (the default); "
         f"batched adds {args.batch} messages per call, then {args.singles} one-message adds; BLAS threads: "
         + (
             "numpy's default (OpenBLAS: one per core)"

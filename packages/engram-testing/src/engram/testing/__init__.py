@@ -24,6 +24,9 @@ when the provider's ``capabilities`` frozenset lacks it::
             return SQLiteVectorStore(SQLiteVectorStore.Config(path=provider.config.path))
 
 Known capabilities: ``"lexical"``, ``"history"``, ``"persistent"`` (see :data:`CAPABILITIES`).
+A real local HTTP server standing in for remote LLM APIs (OpenAI chat completions and embeddings,
+Anthropic Messages; scripted replies and injected faults) is in :mod:`engram.testing.llm_server`
+(:class:`LLMServer`, :class:`Reply`, :class:`Fault`, and the ``llm_server`` pytest fixture).
 :mod:`engram.testing.strategies` holds hypothesis strategies (filters, query strings, scopes, metadata)
 for property tests; the fixed datasets and nasty query strings are exported here too.
 """
@@ -44,14 +47,19 @@ from ._data import (
 from ._history import HistoryStoreConformance
 from ._requires import CAPABILITIES, ProviderSuite, capabilities_of, requires
 from ._vector import VectorStoreConformance, assert_same_event, assert_same_item, newest_first
+from .llm_server import Fault, LLMServer, RecordedRequest, Reply
 
 __all__ = [
     "BASE_TIME",
     "CAPABILITIES",
     "COMBINATIONS",
     "NASTY_QUERIES",
+    "Fault",
     "HistoryStoreConformance",
+    "LLMServer",
     "ProviderSuite",
+    "RecordedRequest",
+    "Reply",
     "VectorStoreConformance",
     "assert_same_event",
     "assert_same_item",

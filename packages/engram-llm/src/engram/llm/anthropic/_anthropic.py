@@ -286,7 +286,7 @@ def _split(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, A
         else:
             out.append({"role": role, "content": blocks})
     if not out:  # only a system prompt: ask it as the user
-        return "", [{"role": "user", "content": [{"type": "text", "text": "\n\n".join(system) or " "}]}]
+        return "", [{"role": "user", "content": "\n\n".join(system) or " "}]
     for m in out:  # plain text turns go out as strings, the common form
         if len(m["content"]) == 1 and m["content"][0].get("type") == "text" and set(m["content"][0]) == {"type",
                                                                                                          "text"}:

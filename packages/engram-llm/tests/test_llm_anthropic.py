@@ -62,10 +62,17 @@ async def test_text_reply_headers_system_split_and_usage(llm_server):
     assert req.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
     assert "authorization" not in req.headers
     assert req.body["system"] == "You are a memory assistant.\n\nBe brief."
-    assert req.body["max_tokens"] == 4096 and req.body["temperature"] == 0.0 and req.body["model"] == "claude-test"
+    assert (
+        req.body["max_tokens"] == 4096
+        and req.body["temperature"] == 0.0
+        and req.body["model"] == "claude-test"
+    )
     # two user turns in a row are merged into one message of two text blocks
     assert req.body["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": "I moved."}, {"type": "text", "text": "Where do I live?"}]}
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "I moved."}, {"type": "text", "text": "Where do I live?"}],
+        }
     ]
     assert "tools" not in req.body and "tool_choice" not in req.body
 
@@ -75,10 +82,17 @@ async def test_json_object_through_a_forced_tool(llm_server):
     llm = _make(llm_server)
     out = await llm.generate(USER, response_format={"type": "json_object"})
     assert json.loads(out.text) == {"facts": ["lives in Lisbon"]}
-    assert out.tool_calls[0]["name"] == JSON_TOOL and out.tool_calls[0]["arguments"] == {"facts": ["lives in Lisbon"]}
+    assert out.tool_calls[0]["name"] == JSON_TOOL and out.tool_calls[0]["arguments"] == {
+        "facts": ["lives in Lisbon"]
+    }
     body = llm_server.last.body
-    assert body["tools"] == [{"name": JSON_TOOL, "description": "Give the answer as a JSON object.",
-                              "input_schema": {"type": "object", "additionalProperties": True}}]
+    assert body["tools"] == [
+        {
+            "name": JSON_TOOL,
+            "description": "Give the answer as a JSON object.",
+            "input_schema": {"type": "object", "additionalProperties": True},
+        }
+    ]
     assert body["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
     await llm.aclose()
 
@@ -97,8 +111,11 @@ async def test_json_schema_through_a_forced_tool(llm_server):
     out = await llm.generate(USER, response_format={"type": "array", "items": {"type": "integer"}})
     assert json.loads(out.text) == [1, 2, 3]
     schema = llm_server.last.body["tools"][0]["input_schema"]
-    assert schema == {"type": "object", "properties": {"value": {"type": "array", "items": {"type": "integer"}}},
-                      "required": ["value"]}
+    assert schema == {
+        "type": "object",
+        "properties": {"value": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["value"],
+    }
     await llm.aclose()
 
 
@@ -116,11 +133,14 @@ async def test_tools_are_translated_and_tool_use_parsed(llm_server):
     llm = _make(llm_server)
     out = await llm.generate(USER, tools=[TOOL])
     assert out.text == "Let me store that."
-    assert out.tool_calls[0]["name"] == "add_memory" and out.tool_calls[0]["arguments"] == {"text": "lives in Lisbon"}
+    assert out.tool_calls[0]["name"] == "add_memory" and out.tool_calls[0]["arguments"] == {
+        "text": "lives in Lisbon"
+    }
     assert out.tool_calls[0]["id"].startswith("toolu_")
     body = llm_server.last.body
-    assert body["tools"] == [{"name": "add_memory", "description": "Store a fact",
-                              "input_schema": TOOL["function"]["parameters"]}]
+    assert body["tools"] == [
+        {"name": "add_memory", "description": "Store a fact", "input_schema": TOOL["function"]["parameters"]}
+    ]
     assert "tool_choice" not in body
     await llm.aclose()
 
@@ -128,19 +148,43 @@ async def test_tools_are_translated_and_tool_use_parsed(llm_server):
 async def test_tool_call_history_is_translated(llm_server):
     llm_server.reply("Stored.")
     llm = _make(llm_server)
-    await llm.generate([
-        {"role": "user", "content": "I live in Lisbon."},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "add_memory", "arguments": '{"text": "lives in Lisbon"}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
-    ], tools=[TOOL])
+    await llm.generate(
+        [
+            {"role": "user", "content": "I live in Lisbon."},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "add_memory", "arguments": '{"text": "lives in Lisbon"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        ],
+        tools=[TOOL],
+    )
     assert llm_server.last.body["messages"] == [
         {"role": "user", "content": "I live in Lisbon."},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1", "name": "add_memory",
-                                           "input": {"text": "lives in Lisbon"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1",
-                                      "content": [{"type": "text", "text": "ok"}]}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "call_1",
+                    "name": "add_memory",
+                    "input": {"text": "lives in Lisbon"},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "ok"}]}
+            ],
+        },
     ]
     await llm.aclose()
 
@@ -158,20 +202,28 @@ async def test_only_a_system_prompt_is_sent_as_the_user_turn(llm_server):
 async def test_errors_keep_the_servers_message(llm_server):
     llm_server.api_key = "right"
     llm = _make(llm_server, api_key="wrong")
-    with pytest.raises(errors.ProviderError, match=r"HTTP 401: invalid x-api-key \(authentication_error\)") as info:
+    with pytest.raises(
+        errors.ProviderError, match=r"HTTP 401: invalid x-api-key \(authentication_error\)"
+    ) as info:
         await llm.generate(USER)
     assert info.value.provider == "anthropic"
     llm_server.api_key = None
     llm_server.reply(Fault.status(400, "messages: text content blocks must be non-empty"))
-    with pytest.raises(errors.ProviderError, match="text content blocks must be non-empty.*invalid_request_error"):
+    with pytest.raises(
+        errors.ProviderError, match=r"text content blocks must be non-empty.*invalid_request_error"
+    ):
         await llm.generate(USER)
     assert len(llm_server.requests) == 2  # neither retried
     await llm.aclose()
 
 
 async def test_retries_on_overloaded_and_rate_limits(llm_server):
-    llm_server.reply(Fault.status(529, "Overloaded"), Fault.rate_limited(retry_after=None, retry_after_ms=250),
-                     Fault.status(500), "done")
+    llm_server.reply(
+        Fault.status(529, "Overloaded"),
+        Fault.rate_limited(retry_after=None, retry_after_ms=250),
+        Fault.status(500),
+        "done",
+    )
     llm = _make(llm_server, backoff_initial=0.001)
     t0 = time.monotonic()
     assert (await llm.generate(USER)).text == "done"
@@ -192,7 +244,9 @@ async def test_timeouts_and_broken_bodies(llm_server):
 
 
 def test_config_url_and_registry():
-    llm = AnthropicLLM.from_url("anthropic://:sk-ant-1@localhost:8080?tls=false&model=claude-x&max_tokens=100")
+    llm = AnthropicLLM.from_url(
+        "anthropic://:sk-ant-1@localhost:8080?tls=false&model=claude-x&max_tokens=100"
+    )
     assert llm.url == "http://localhost:8080/v1/messages" and llm.model == "claude-x"
     assert llm.config.max_tokens == 100
     assert llm.config.api_key is not None and llm.config.api_key.get_secret_value() == "sk-ant-1"

@@ -30,12 +30,15 @@ def test_response_format_spec():
     assert response_format_spec({"type": "text"}) is None
     assert response_format_spec({"type": "json_object"}).kind == "json_object"  # type: ignore[union-attr]
     schema = {"type": "object", "properties": {"facts": {"type": "array"}}}
-    spec = response_format_spec({"type": "json_schema", "json_schema": {"name": "facts list!", "schema": schema,
-                                                                        "strict": True}})
+    spec = response_format_spec(
+        {"type": "json_schema", "json_schema": {"name": "facts list!", "schema": schema, "strict": True}}
+    )
     assert spec is not None and spec.kind == "json_schema" and spec.schema == schema
     assert spec.name == "facts_list" and spec.strict is True
     bare = response_format_spec(schema)
-    assert bare is not None and bare.kind == "json_schema" and bare.schema == schema and bare.name == "response"
+    assert (
+        bare is not None and bare.kind == "json_schema" and bare.schema == schema and bare.name == "response"
+    )
     with pytest.raises(ConfigurationError):
         response_format_spec({"type": "yaml"})
     with pytest.raises(ConfigurationError):
@@ -47,7 +50,7 @@ def test_response_format_spec():
     [
         ('{"a": 1}', '{"a": 1}'),
         ('```json\n{"a": 1}\n```', '{"a": 1}'),
-        ('Sure! Here it is:\n```\n[1, 2]\n```\nAnything else?', "[1, 2]"),
+        ("Sure! Here it is:\n```\n[1, 2]\n```\nAnything else?", "[1, 2]"),
         ('The answer is {"a": {"b": [1]}} as requested.', '{"a": {"b": [1]}}'),
         ("no json here", None),
         ("{broken", None),

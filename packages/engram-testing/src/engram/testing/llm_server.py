@@ -139,7 +139,9 @@ class Reply:
         return cls(content=json.dumps(value, ensure_ascii=False), value=value, is_json=True, **options)
 
     @classmethod
-    def tool_call(cls, name: str, arguments: dict[str, Any] | None = None, *, text: str = "", **options: Any) -> Reply:
+    def tool_call(
+        cls, name: str, arguments: dict[str, Any] | None = None, *, text: str = "", **options: Any
+    ) -> Reply:
         """One tool call (OpenAI ``tool_calls``, Anthropic ``tool_use``), with optional text beside it."""
         return cls(content=text, calls=[{"name": name, "arguments": arguments or {}}], **options)
 
@@ -190,16 +192,27 @@ class Fault:
 
     @classmethod
     def status(
-        cls, status: int, message: str | None = None, *, headers: dict[str, str] | None = None, body: Any = None,
+        cls,
+        status: int,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
         delay: float | None = None,
     ) -> Fault:
         """Answer with this HTTP status and an error body in the API's shape (OpenAI
         ``{"error": {"message", "type", "code"}}``, Anthropic ``{"type": "error", "error": {...}}``)."""
-        return cls("status", code=status, message=message, headers=dict(headers or {}), body=body, delay=delay)
+        return cls(
+            "status", code=status, message=message, headers=dict(headers or {}), body=body, delay=delay
+        )
 
     @classmethod
     def rate_limited(
-        cls, retry_after: float | None = 1.0, *, retry_after_ms: float | None = None, http_date: bool = False,
+        cls,
+        retry_after: float | None = 1.0,
+        *,
+        retry_after_ms: float | None = None,
+        http_date: bool = False,
         delay: float | None = None,
     ) -> Fault:
         """HTTP 429 with ``Retry-After: <seconds>`` (or an HTTP date with ``http_date=True``), and/or
@@ -212,8 +225,9 @@ class Fault:
                 headers["Retry-After"] = f"{retry_after:g}"
         if retry_after_ms is not None:
             headers["retry-after-ms"] = f"{retry_after_ms:g}"
-        return cls("status", code=429, message="Rate limit reached; please retry later", headers=headers,
-                   delay=delay)
+        return cls(
+            "status", code=429, message="Rate limit reached; please retry later", headers=headers, delay=delay
+        )
 
     @classmethod
     def hang(cls, seconds: float) -> Fault:
@@ -222,7 +236,9 @@ class Fault:
         return cls("hang", seconds=seconds)
 
     @classmethod
-    def truncated(cls, fraction: float = 0.5, *, declare_full: bool = True, reply: Reply | None = None) -> Fault:
+    def truncated(
+        cls, fraction: float = 0.5, *, declare_full: bool = True, reply: Reply | None = None
+    ) -> Fault:
         """Send a 200 whose JSON body stops after ``fraction`` of its bytes. With ``declare_full``
         (the default) the headers announce the full length and the connection is closed early (the
         client sees a broken transfer); without it, a complete HTTP answer whose JSON is cut."""
@@ -309,7 +325,10 @@ class LLMServer:
         self._stopping.clear()
         self._httpd = _HTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="engram-llm-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="engram-llm-server",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -359,12 +378,14 @@ class LLMServer:
     def reply(self, *entries: Entry) -> LLMServer:
         """Queue entries for chat requests (OpenAI chat completions and Anthropic messages), one per
         request, in order."""
+        _check_entries(entries)
         with self._lock:
             self._chat.extend(entries)
         return self
 
     def reply_embeddings(self, *entries: Entry) -> LLMServer:
         """Queue entries (a :meth:`Reply.embeddings` or a :class:`Fault`) for embeddings requests."""
+        _check_entries(entries)
         with self._lock:
             self._embeddings.extend(entries)
         return self
@@ -423,6 +444,14 @@ def _estimate_tokens(value: Any) -> int:
     return max(1, len(text) // 4)
 
 
+def _check_entries(entries: tuple[Any, ...]) -> None:
+    for entry in entries:
+        if not (isinstance(entry, Reply | Fault | str | dict | list) or callable(entry)):
+            raise TypeError(
+                f"llm_server: a script entry must be a Reply, Fault, str, dict, list or callable; got {entry!r}"
+            )
+
+
 def _coerce(entry: Any) -> Reply | Fault | None:
     if entry is None or isinstance(entry, Reply | Fault):
         return entry
@@ -430,7 +459,9 @@ def _coerce(entry: Any) -> Reply | Fault | None:
         return Reply(content=entry)
     if isinstance(entry, dict | list | int | float | bool):
         return Reply.json(entry)
-    raise TypeError(f"llm_server: a script entry must be a Reply, Fault, str, JSON value or callable; got {entry!r}")
+    raise TypeError(
+        f"llm_server: a script entry must be a Reply, Fault, str, JSON value or callable; got {entry!r}"
+    )
 
 
 def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
@@ -443,8 +474,13 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
 
         # -- plumbing --
 
-        def _send(self, code: int, payload: Any, headers: dict[str, str] | None = None,
-                  content_type: str = "application/json") -> None:
+        def _send(
+            self,
+            code: int,
+            payload: Any,
+            headers: dict[str, str] | None = None,
+            content_type: str = "application/json",
+        ) -> None:
             data = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
             self.send_response(code)
             self.send_header("Content-Type", content_type)
@@ -467,8 +503,14 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 pass
 
-        def _error(self, api: Api | None, code: int, message: str, kind: str | None = None,
-                   headers: dict[str, str] | None = None) -> None:
+        def _error(
+            self,
+            api: Api | None,
+            code: int,
+            message: str,
+            kind: str | None = None,
+            headers: dict[str, str] | None = None,
+        ) -> None:
             kind = kind or _error_type(code)
             if api == "anthropic":
                 body: Any = {"type": "error", "error": {"type": kind, "message": message}}
@@ -495,9 +537,12 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 body = None
             path = parts.path.rstrip("/")
             api: Api | None = (
-                "openai" if path.endswith("/chat/completions")
-                else "embeddings" if path.endswith("/embeddings")
-                else "anthropic" if path.endswith("/messages")
+                "openai"
+                if path.endswith("/chat/completions")
+                else "embeddings"
+                if path.endswith("/embeddings")
+                else "anthropic"
+                if path.endswith("/messages")
                 else None
             )
             req = RecordedRequest(
@@ -515,9 +560,14 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self._error(None, 404, f"no route POST {parts.path}", "not_found_error")
                 return
             if server.api_key is not None and not self._authorised(api):
-                message = ("invalid x-api-key" if api == "anthropic"
-                           else "Incorrect API key provided. You can find your API key in your account settings.")
-                self._error(api, 401, message, "authentication_error" if api == "anthropic" else "invalid_api_key")
+                message = (
+                    "invalid x-api-key"
+                    if api == "anthropic"
+                    else "Incorrect API key provided. You can find your API key in your account settings."
+                )
+                self._error(
+                    api, 401, message, "authentication_error" if api == "anthropic" else "invalid_api_key"
+                )
                 return
             if not isinstance(body, dict):
                 self._error(api, 400, "the request body is not a JSON object", "invalid_request_error")
@@ -529,17 +579,28 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
             for key in sorted(server.reject):
                 if key in body:
                     self._error(
-                        api, 400, f"Unrecognized request argument supplied: {key} ({key} is not supported by this "
-                        "server)", "invalid_request_error",
+                        api,
+                        400,
+                        f"Unrecognized request argument supplied: {key} ({key} is not supported by this "
+                        "server)",
+                        "invalid_request_error",
                     )
                     return
-            entry = _coerce(server._next(api, req))
+            try:
+                entry = _coerce(server._next(api, req))
+            except Exception as exc:  # a bug in a test's responder: say so instead of dropping the connection
+                self._error(api, 500, f"llm_server: the script entry raised {type(exc).__name__}: {exc}")
+                return
             if entry is None:
                 if api == "embeddings":
                     entry = Reply()
                 else:
-                    self._error(api, 400, f"llm_server: no scripted reply left for POST {parts.path}",
-                                "script_exhausted")
+                    self._error(
+                        api,
+                        400,
+                        f"llm_server: no scripted reply left for POST {parts.path}",
+                        "script_exhausted",
+                    )
                     return
             delay = entry.delay if entry.delay is not None else server.delay
             server._sleep(delay)
@@ -575,8 +636,10 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 for i, m in enumerate(msgs):
                     role = m.get("role") if isinstance(m, dict) else None
                     if role not in ("user", "assistant"):
-                        return (f'messages.{i}.role: Input should be "user" or "assistant" (got {role!r}); use the '
-                                'top-level "system" parameter for system prompts')
+                        return (
+                            f'messages.{i}.role: Input should be "user" or "assistant" (got {role!r}); use the '
+                            'top-level "system" parameter for system prompts'
+                        )
                 choice = body.get("tool_choice")
                 if isinstance(choice, dict) and choice.get("type") == "tool":
                     names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
@@ -591,7 +654,11 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 inputs = body.get("input")
                 if isinstance(inputs, str):
                     inputs = [inputs]
-                if not isinstance(inputs, list) or not inputs or any(not isinstance(t, str) or not t for t in inputs):
+                if (
+                    not isinstance(inputs, list)
+                    or not inputs
+                    or any(not isinstance(t, str) or not t for t in inputs)
+                ):
                     return "'$.input' is invalid. Please check the API reference."
             return None
 
@@ -613,8 +680,13 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
         def _fault(self, api: Api, fault: Fault, body: dict[str, Any]) -> None:
             if fault.kind == "status":
                 if fault.body is not None:
-                    self._send(fault.code, fault.body if isinstance(fault.body, bytes | dict | list)
-                               else str(fault.body).encode(), fault.headers)
+                    self._send(
+                        fault.code,
+                        fault.body
+                        if isinstance(fault.body, bytes | dict | list)
+                        else str(fault.body).encode(),
+                        fault.headers,
+                    )
                     return
                 message = fault.message or f"{http.HTTPStatus(fault.code).phrase} (injected by llm_server)"
                 self._error(api, fault.code, message, None, fault.headers)
@@ -663,9 +735,14 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 return Reply()
             return Reply(content="ok")
 
-        def _stream(self, api: Api, reply: Reply, body: dict[str, Any], *, chunks: int, interval: float) -> None:
-            events = (_anthropic_events(reply, body, chunks) if api == "anthropic"
-                      else _openai_events(reply, body, chunks))
+        def _stream(
+            self, api: Api, reply: Reply, body: dict[str, Any], *, chunks: int, interval: float
+        ) -> None:
+            events = (
+                _anthropic_events(reply, body, chunks)
+                if api == "anthropic"
+                else _openai_events(reply, body, chunks)
+            )
             self.close_connection = True
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -683,8 +760,14 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
 
 def _error_type(code: int) -> str:
     return {
-        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-        413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        500: "api_error",
+        529: "overloaded_error",
     }.get(code, "api_error" if code >= 500 else "invalid_request_error")
 
 
@@ -709,12 +792,20 @@ def _usage_counts(reply: Reply, body: dict[str, Any]) -> tuple[int, int]:
 
 def _openai_payload(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     inp, outp = _usage_counts(reply, body)
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content if (reply.content or not reply.calls)
-                               else None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": reply.content if (reply.content or not reply.calls) else None,
+    }
     if reply.calls:
         message["tool_calls"] = [
-            {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {}, ensure_ascii=False)}}
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {
+                    "name": c["name"],
+                    "arguments": json.dumps(c.get("arguments") or {}, ensure_ascii=False),
+                },
+            }
             for c in reply.calls
         ]
     return {
@@ -722,8 +813,14 @@ def _openai_payload(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": reply.model or body.get("model") or "test-model",
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": "tool_calls" if reply.calls else "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if reply.calls else "stop",
+            }
+        ],
         "usage": {"prompt_tokens": inp, "completion_tokens": outp, "total_tokens": inp + outp},
     }
 
@@ -740,8 +837,14 @@ def _anthropic_blocks(reply: Reply, body: dict[str, Any]) -> list[dict[str, Any]
     if reply.content:
         blocks.append({"type": "text", "text": reply.content})
     for c in reply.calls:
-        blocks.append({"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": c["name"],
-                       "input": c.get("arguments") or {}})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                "name": c["name"],
+                "input": c.get("arguments") or {},
+            }
+        )
     return blocks
 
 
@@ -773,8 +876,12 @@ def _embeddings_payload(server: LLMServer, reply: Reply, body: dict[str, Any]) -
         emb: Any = base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if b64 else [float(x) for x in v]
         data.append({"object": "embedding", "index": i, "embedding": emb})
     tokens = reply.input_tokens if reply.input_tokens is not None else sum(len(t.split()) for t in inputs)
-    return {"object": "list", "data": data, "model": reply.model or body.get("model") or "test-embed",
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": reply.model or body.get("model") or "test-embed",
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _sse(data: Any, event: str | None = None) -> str:
@@ -785,15 +892,37 @@ def _sse(data: Any, event: str | None = None) -> str:
 def _openai_events(reply: Reply, body: dict[str, Any], chunks: int) -> list[str]:
     full = _openai_payload(reply, body)
     base = {k: full[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-    events = [_sse(base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "finish_reason": None}]})]
+    events = [
+        _sse(
+            base
+            | {
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                ]
+            }
+        )
+    ]
     for piece in _split_text(reply.content, chunks) if reply.content else []:
-        events.append(_sse(base | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+        events.append(
+            _sse(base | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        )
     for i, tc in enumerate(full["choices"][0]["message"].get("tool_calls") or []):
-        events.append(_sse(base | {"choices": [{"index": 0, "delta": {"tool_calls": [dict(tc, index=i)]},
-                                                "finish_reason": None}]}))
-    events.append(_sse(base | {"choices": [{"index": 0, "delta": {},
-                                            "finish_reason": full["choices"][0]["finish_reason"]}]}))
+        events.append(
+            _sse(
+                base
+                | {
+                    "choices": [
+                        {"index": 0, "delta": {"tool_calls": [dict(tc, index=i)]}, "finish_reason": None}
+                    ]
+                }
+            )
+        )
+    events.append(
+        _sse(
+            base
+            | {"choices": [{"index": 0, "delta": {}, "finish_reason": full["choices"][0]["finish_reason"]}]}
+        )
+    )
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append(_sse(base | {"choices": [], "usage": full["usage"]}))
     events.append(_sse("[DONE]"))
@@ -802,26 +931,65 @@ def _openai_events(reply: Reply, body: dict[str, Any], chunks: int) -> list[str]
 
 def _anthropic_events(reply: Reply, body: dict[str, Any], chunks: int) -> list[str]:
     full = _anthropic_payload(reply, body)
-    start = dict(full, content=[], stop_reason=None, usage={"input_tokens": full["usage"]["input_tokens"],
-                                                            "output_tokens": 0})
+    start = dict(
+        full,
+        content=[],
+        stop_reason=None,
+        usage={"input_tokens": full["usage"]["input_tokens"], "output_tokens": 0},
+    )
     events = [_sse({"type": "message_start", "message": start}, "message_start")]
     for i, block in enumerate(full["content"]):
         if block["type"] == "text":
-            events.append(_sse({"type": "content_block_start", "index": i,
-                                "content_block": {"type": "text", "text": ""}}, "content_block_start"))
+            events.append(
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                    "content_block_start",
+                )
+            )
             for piece in _split_text(block["text"], chunks):
-                events.append(_sse({"type": "content_block_delta", "index": i,
-                                    "delta": {"type": "text_delta", "text": piece}}, "content_block_delta"))
+                events.append(
+                    _sse(
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "text_delta", "text": piece},
+                        },
+                        "content_block_delta",
+                    )
+                )
         else:
-            events.append(_sse({"type": "content_block_start", "index": i,
-                                "content_block": dict(block, input={})}, "content_block_start"))
+            events.append(
+                _sse(
+                    {"type": "content_block_start", "index": i, "content_block": dict(block, input={})},
+                    "content_block_start",
+                )
+            )
             for piece in _split_text(json.dumps(block["input"], ensure_ascii=False), chunks):
-                events.append(_sse({"type": "content_block_delta", "index": i,
-                                    "delta": {"type": "input_json_delta", "partial_json": piece}},
-                                   "content_block_delta"))
+                events.append(
+                    _sse(
+                        {
+                            "type": "content_block_delta",
+                            "index": i,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                        "content_block_delta",
+                    )
+                )
         events.append(_sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
-    events.append(_sse({"type": "message_delta", "delta": {"stop_reason": full["stop_reason"], "stop_sequence": None},
-                        "usage": {"output_tokens": full["usage"]["output_tokens"]}}, "message_delta"))
+    events.append(
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": full["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": full["usage"]["output_tokens"]},
+            },
+            "message_delta",
+        )
+    )
     events.append(_sse({"type": "message_stop"}, "message_stop"))
     return events
 

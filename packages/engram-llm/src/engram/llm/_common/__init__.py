@@ -141,7 +141,12 @@ class RetryingClient:
     def __init__(self, provider: str, settings: HTTPSettings, headers: Mapping[str, str]) -> None:
         self.provider = provider
         self.settings = settings
-        self._headers = {"User-Agent": "engram-llm/0.1", "Accept": "application/json", **headers, **settings.headers}
+        self._headers = {
+            "User-Agent": "engram-llm/0.1",
+            "Accept": "application/json",
+            **headers,
+            **settings.headers,
+        }
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
@@ -150,7 +155,9 @@ class RetryingClient:
             self._client = httpx.AsyncClient(
                 headers=self._headers,
                 timeout=httpx.Timeout(s.timeout),
-                limits=httpx.Limits(max_connections=s.max_connections, max_keepalive_connections=s.max_connections),
+                limits=httpx.Limits(
+                    max_connections=s.max_connections, max_keepalive_connections=s.max_connections
+                ),
             )
         return self._client
 
@@ -215,7 +222,9 @@ class RetryingClient:
             with anyio.move_on_after(timeout):
                 resp = await client.post(url, json=body, params=params, timeout=httpx.Timeout(timeout))
         except httpx.TimeoutException as exc:
-            raise _Retryable(f"no answer within {timeout:.3g} s ({type(exc).__name__})", timeout=True) from exc
+            raise _Retryable(
+                f"no answer within {timeout:.3g} s ({type(exc).__name__})", timeout=True
+            ) from exc
         except httpx.RemoteProtocolError as exc:
             raise _Retryable(f"the server broke off its answer ({exc})", bad_body=True) from exc
         except httpx.TransportError as exc:
@@ -340,8 +349,9 @@ def response_format_spec(response_format: Mapping[str, Any] | None) -> ResponseF
         if not isinstance(schema, Mapping):
             raise ConfigurationError("response_format json_schema has no 'schema' object")
         strict = spec.get("strict")
-        return ResponseFormat("json_schema", dict(schema), _name(spec.get("name")), strict if isinstance(strict, bool)
-                              else None)
+        return ResponseFormat(
+            "json_schema", dict(schema), _name(spec.get("name")), strict if isinstance(strict, bool) else None
+        )
     if "properties" in response_format or kind in ("object", "array") or "$schema" in response_format:
         return ResponseFormat("json_schema", dict(response_format), _name(response_format.get("title")))
     raise ConfigurationError(

@@ -166,9 +166,13 @@ class AnthropicLLM:
         payload = await self._http.post_json(self.url, body, deadline=self._http.deadline())
         return self._parse(payload, out_tool["name"] if out_tool else None, wrapped, fmt)
 
-    def _parse(self, payload: dict[str, Any], out_name: str | None, wrapped: bool, fmt: _Format | None) -> LLMResponse:
+    def _parse(
+        self, payload: dict[str, Any], out_name: str | None, wrapped: bool, fmt: _Format | None
+    ) -> LLMResponse:
         def bad(why: str) -> ProviderError:
-            return ProviderError(f"invalid Messages API response from {self.url}: {why}", provider="anthropic")
+            return ProviderError(
+                f"invalid Messages API response from {self.url}: {why}", provider="anthropic"
+            )
 
         content = payload.get("content")
         if not isinstance(content, list):
@@ -263,8 +267,13 @@ def _split(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, A
             continue
         if role == "tool":
             role = "user"
-            blocks = [{"type": "tool_result", "tool_use_id": str(m.get("tool_call_id", "")),
-                       "content": _blocks(m.get("content")) or [{"type": "text", "text": ""}]}]
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": str(m.get("tool_call_id", "")),
+                    "content": _blocks(m.get("content")) or [{"type": "text", "text": ""}],
+                }
+            ]
         elif role in ("user", "assistant"):
             blocks = _blocks(m.get("content"))
             for tc in (m.get("tool_calls") or []) if role == "assistant" else []:
@@ -275,8 +284,14 @@ def _split(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, A
                         args = json.loads(args) if args.strip() else {}
                     except ValueError:
                         args = {}
-                blocks.append({"type": "tool_use", "id": str(tc.get("id", "")), "name": fn.get("name", ""),
-                               "input": args if isinstance(args, dict) else {}})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": str(tc.get("id", "")),
+                        "name": fn.get("name", ""),
+                        "input": args if isinstance(args, dict) else {},
+                    }
+                )
         else:
             raise InvalidInputError(f"unknown message role {role!r}")
         if not blocks:
@@ -288,8 +303,11 @@ def _split(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, A
     if not out:  # only a system prompt: ask it as the user
         return "", [{"role": "user", "content": "\n\n".join(system) or " "}]
     for m in out:  # plain text turns go out as strings, the common form
-        if len(m["content"]) == 1 and m["content"][0].get("type") == "text" and set(m["content"][0]) == {"type",
-                                                                                                         "text"}:
+        if (
+            len(m["content"]) == 1
+            and m["content"][0].get("type") == "text"
+            and set(m["content"][0]) == {"type", "text"}
+        ):
             m["content"] = m["content"][0]["text"]
     return "\n\n".join(system), out
 
@@ -303,15 +321,20 @@ def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name}
     if tool.get("description"):
         out["description"] = tool["description"]
-    out["input_schema"] = tool.get("input_schema") or tool.get("parameters") or {"type": "object", "properties": {}}
+    out["input_schema"] = (
+        tool.get("input_schema") or tool.get("parameters") or {"type": "object", "properties": {}}
+    )
     return out
 
 
 def _output_tool(fmt: _Format) -> tuple[dict[str, Any], bool]:
     """The tool that carries a structured answer, and whether the schema was wrapped in ``value``."""
     if fmt.kind == "json_object" or fmt.schema is None:
-        return {"name": JSON_TOOL, "description": "Give the answer as a JSON object.",
-                "input_schema": _ANY_OBJECT}, False
+        return {
+            "name": JSON_TOOL,
+            "description": "Give the answer as a JSON object.",
+            "input_schema": _ANY_OBJECT,
+        }, False
     schema = fmt.schema
     name = fmt.name if fmt.name != "response" else JSON_TOOL
     description = "Give the answer; its input must match the schema."

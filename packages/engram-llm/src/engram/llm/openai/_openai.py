@@ -56,7 +56,14 @@ PRESETS: dict[str, Preset] = {
 }
 """The named presets: base URL, default model and auth style of each OpenAI-compatible service."""
 
-_JSON_WORDS = ("response_format", "json_schema", "json_object", "json mode", "structured output", "guided_json")
+_JSON_WORDS = (
+    "response_format",
+    "json_schema",
+    "json_object",
+    "json mode",
+    "structured output",
+    "guided_json",
+)
 _TOOL_WORDS = ("tool", "function")
 
 
@@ -416,9 +423,13 @@ def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
         fn = {"name": tool["name"]}
         if tool.get("description"):
             fn["description"] = tool["description"]
-        fn["parameters"] = tool.get("parameters") or tool.get("input_schema") or {"type": "object", "properties": {}}
+        fn["parameters"] = (
+            tool.get("parameters") or tool.get("input_schema") or {"type": "object", "properties": {}}
+        )
         return {"type": "function", "function": fn}
-    raise InvalidInputError(f"a tool must be {{'type': 'function', 'function': {{'name', ...}}}}; got {dict(tool)!r}")
+    raise InvalidInputError(
+        f"a tool must be {{'type': 'function', 'function': {{'name', ...}}}}; got {dict(tool)!r}"
+    )
 
 
 def _json_instruction(fmt: _Format) -> str:
@@ -430,7 +441,8 @@ def _json_instruction(fmt: _Format) -> str:
 
 def _tools_instruction(tool_defs: list[dict[str, Any]]) -> str:
     listed = [
-        {k: v for k, v in t["function"].items() if k in ("name", "description", "parameters")} for t in tool_defs
+        {k: v for k, v in t["function"].items() if k in ("name", "description", "parameters")}
+        for t in tool_defs
     ]
     return (
         "You can call one of these tools. To call one, reply with only a JSON object "
@@ -471,10 +483,11 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return str(content)
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-

@@ -37,7 +37,7 @@ def test_requires_marks_and_accumulates() -> None:
 def test_unknown_capability_is_a_typo() -> None:
     with pytest.raises(ValueError, match="unknown capabilities"):
         requires("lexicall")
-    assert set(CAPABILITIES) == {"lexical", "history", "persistent"}
+    assert set(CAPABILITIES) == {"lexical", "history", "persistent", "archive"}
 
 
 def test_capabilities_from_provider_or_override() -> None:

@@ -26,7 +26,8 @@ def _consistency_problems(path: Path) -> list[str]:
     conn = sqlite3.connect(path)
     try:
         problems = []
-        memories = {r[0]: r[1] for r in conn.execute("SELECT id, memory FROM memories")}
+        memories = {r[0]: r[1] for r in conn.execute("SELECT id, memory FROM memories WHERE archived_at IS NULL")}
+        rows = conn.execute("SELECT count(*) FROM memories").fetchone()[0]  # active and archived versions
         last: dict[str, tuple[str, str | None]] = {}
         for mid, event, new in conn.execute("SELECT memory_id, event, new_memory FROM history ORDER BY seq"):
             last[mid] = (event, new)
@@ -41,8 +42,8 @@ def _consistency_problems(path: Path) -> list[str]:
             if event != "DELETE" and mid not in memories:
                 problems.append(f"history says {mid} exists but it does not")
         fts_rows = conn.execute("SELECT count(*) FROM memories_fts").fetchone()[0]
-        if fts_rows != len(memories):
-            problems.append(f"{fts_rows} FTS rows for {len(memories)} memories")
+        if fts_rows != rows:
+            problems.append(f"{fts_rows} FTS rows for {rows} memory rows")
         return problems
     finally:
         conn.close()

@@ -104,18 +104,25 @@ class VectorStore(Protocol):
         ...
 
     async def get(self, ids: Sequence[str]) -> list[MemoryItem]:
-        """The memories with these ids that exist, in the order asked."""
+        """The active memories with these ids that exist, in the order asked."""
         ...
 
     async def list(
-        self, scope: Scope | None, *, filters: Filter | None = None, limit: int | None = 100, offset: int = 0
+        self,
+        scope: Scope | None,
+        *,
+        filters: Filter | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        archived: bool = False,
     ) -> list[MemoryItem]:
         """Memories in the scope (every scope when ``None``) matching the filter, newest first
-        (``created_at`` descending, then ``id``); ``limit=None`` returns them all."""
+        (``created_at`` descending, then ``id``); ``limit=None`` returns them all. ``archived=True``
+        lists the archived versions instead (newest archived first), where the store keeps them."""
         ...
 
     async def count(self, scope: Scope | None = None, *, filters: Filter | None = None) -> int:
-        """How many memories are in the scope (all of them when ``scope`` is ``None``)."""
+        """How many active memories are in the scope (all of them when ``scope`` is ``None``)."""
         ...
 
     async def search(self, query: VectorQuery) -> list[ScoredMemory]:

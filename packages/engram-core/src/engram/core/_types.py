@@ -221,6 +221,8 @@ class MemoryItem:
         metadata: JSON-compatible mapping (caller's keys plus ``role``, ``speaker``, ``message_time``).
         created_at, updated_at: aware UTC; ``updated_at`` is ``None`` until the first update.
         embedding: ``(dims,)`` float32, L2-normalised; set on writes, usually ``None`` on reads.
+        archived_at, archive_reason: set on an archived version (an old text kept after an
+            UPDATE, ``"superseded"``, or a DELETE, ``"deleted"``); ``None`` on active memories.
     """
 
     id: str
@@ -233,6 +235,8 @@ class MemoryItem:
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime | None = None
     embedding: np.ndarray | None = None
+    archived_at: datetime | None = None
+    archive_reason: str | None = None
 
     @property
     def scope(self) -> Scope:
@@ -251,6 +255,10 @@ class MemoryItem:
         for name in SCOPE_FIELDS:
             if (v := getattr(self, name)) is not None:
                 d[name] = v
+        if self.archived_at is not None:
+            d["archived"] = True
+            d["archived_at"] = self.archived_at.isoformat()
+            d["archive_reason"] = self.archive_reason
         return d
 
 
@@ -281,6 +289,8 @@ class VectorQuery:
         filters: parsed metadata filter, or ``None``.
         limit: at most this many hits, best first.
         mode: ``"dense"`` (cosine), ``"lexical"`` (BM25) or ``"hybrid"`` (both, fused).
+        archived: search the archived versions instead of the active memories (stores with the
+            ``"archive"`` capability; others return ``[]``).
     """
 
     scope: Scope
@@ -289,6 +299,7 @@ class VectorQuery:
     filters: Any = None
     limit: int = 10
     mode: SearchMode = "dense"
+    archived: bool = False
 
 
 @dataclass(slots=True)
@@ -341,9 +352,16 @@ class HistoryEvent:
 class WriteBatch:
     """Changes a vector store applies together, atomically where the store allows.
 
+    Applied in this order: ``deletes``, ``archive``, ``upserts``; so archiving a memory and
+    upserting its new text under the same id in one batch keeps the old version in the archive.
+
     Attributes:
-        upserts: memories to insert or replace by id, each with its ``embedding`` set.
-        deletes: ids to remove (unknown ids are ignored).
+        upserts: memories to insert or replace (the active version, by id), each with its
+            ``embedding`` set.
+        deletes: ids to purge: the active version and every archived version (unknown ids are ignored).
+        archive: ``(memory id, reason)`` pairs: the active version leaves the active set and is
+            kept, with its embedding, as an archived version (``reason`` is ``"superseded"`` or
+            ``"deleted"``). Stores with the ``"archive"`` capability only; unknown ids are ignored.
         events: history events for these changes; a store that also keeps history (see
             :class:`~engram.core.HistoryStore`) writes them in the same transaction, others ignore them.
     """
@@ -351,6 +369,7 @@ class WriteBatch:
     upserts: list[MemoryItem] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
+    archive: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ CAPABILITIES: dict[str, str] = {
     "lexical": "full-text (BM25) search: mode='lexical' and the lexical half of mode='hybrid'",
     "history": "the store is also a HistoryStore and writes WriteBatch.events with the batch",
     "persistent": "data survives closing the store and opening it again (the test class's reopen hook)",
+    "archive": "WriteBatch.archive keeps old versions, listable and searchable with archived=True",
 }
 
 _ATTR = "__engram_requires__"

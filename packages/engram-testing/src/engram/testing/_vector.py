@@ -80,7 +80,68 @@ def _label(item: MemoryItem) -> str:
     return text[text.rfind("[") + 1 : -1] if text.endswith("]") and "[" in text else item.id[:8]
 
 
-class VectorStoreConformance(ProviderSuite):
+class ArchiveChecks:
+    """Archive checks, mixed into :class:`VectorStoreConformance` (capability ``"archive"``)."""
+
+    dims: ClassVar[int]
+
+    @requires("archive")
+    async def test_archive_keeps_the_old_version(self, store: Any) -> None:
+        old = self.item("a", "Alice lives in Paris")  # type: ignore[attr-defined]
+        other = self.item("b", "Bob likes tea")  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[old, other]))
+        new = self.item("a", "Alice lives in Rome", seed=7)  # type: ignore[attr-defined]
+        await store.write(WriteBatch(archive=[(old.id, "superseded")], upserts=[new]))
+        (active,) = await store.get([old.id])
+        assert active.memory == "Alice lives in Rome" and active.archived_at is None
+        assert await store.count(Scope(user_id="u1")) == 2
+        assert sorted(i.id for i in await store.list(Scope(user_id="u1"), limit=None)) == sorted([old.id, other.id])
+        (kept,) = await store.list(Scope(user_id="u1"), archived=True, limit=None)
+        assert kept.id == old.id and kept.memory == "Alice lives in Paris"
+        assert kept.archive_reason == "superseded" and kept.archived_at is not None
+        assert kept.archived_at.tzinfo is not None
+        assert kept.to_dict()["archived"] is True
+
+    @requires("archive")
+    async def test_archived_versions_are_searched_apart(self, store: Any) -> None:
+        old = self.item("a", "Alice lives in Paris")  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[old]))
+        await store.write(WriteBatch(archive=[(old.id, "deleted")]))
+        assert await store.get([old.id]) == []
+        assert await store.count() == 0
+        q = old.embedding
+        active = await store.search(VectorQuery(Scope(user_id="u1"), q, "Paris", None, 10, "dense"))
+        assert active == []
+        hits = await store.search(VectorQuery(Scope(user_id="u1"), q, "Paris", None, 10, "dense", archived=True))
+        assert [h.item.id for h in hits] == [old.id]
+        assert hits[0].score == pytest.approx(1.0, abs=1e-5)  # the embedding was kept
+        assert hits[0].item.archive_reason == "deleted"
+        other_scope = await store.search(VectorQuery(Scope(user_id="u2"), q, None, None, 10, "dense", archived=True))
+        assert other_scope == []
+        if "lexical" in getattr(store, "capabilities", ()):
+            lex = await store.search(VectorQuery(Scope(user_id="u1"), None, "Paris", None, 10, "lexical"))
+            assert lex == []
+            lex = await store.search(VectorQuery(Scope(user_id="u1"), None, "Paris", None, 10, "lexical", archived=True))
+            assert [h.item.id for h in lex] == [old.id]
+
+    @requires("archive")
+    async def test_versions_accumulate_and_purge_removes_all(self, store: Any) -> None:
+        first = self.item("a", "version one")  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[first]))
+        for k in (2, 3):
+            await store.write(
+                WriteBatch(archive=[(first.id, "superseded")], upserts=[self.item("a", f"version {k}", seed=k)])  # type: ignore[attr-defined]
+            )
+        archived = await store.list(None, archived=True, limit=None)
+        assert sorted(i.memory for i in archived) == sorted(["version one", "version 2"])
+        assert [i.memory for i in await store.get([first.id])] == ["version 3"]
+        await store.write(WriteBatch(archive=[("no-such-id", "deleted")]))  # unknown ids are ignored
+        await store.write(WriteBatch(deletes=[first.id]))
+        assert await store.get([first.id]) == []
+        assert await store.list(None, archived=True, limit=None) == []
+
+
+class VectorStoreConformance(ArchiveChecks, ProviderSuite):
     """Checks every :class:`~engram.core.VectorStore` must pass. Inherit it in a pytest class::
 
         class TestMyStore(VectorStoreConformance):
@@ -97,7 +158,8 @@ class VectorStoreConformance(ProviderSuite):
     The ``store`` fixture yields a new, empty store for each check. Checks that exercise an optional
     feature are marked with :func:`~engram.testing.requires` and skipped, naming the capability, when
     the store's ``capabilities`` lack it: ``"lexical"`` (BM25 search), ``"history"`` (the store is
-    also a HistoryStore fed by ``WriteBatch.events``), ``"persistent"`` (data survives a reopen).
+    also a HistoryStore fed by ``WriteBatch.events``), ``"persistent"`` (data survives a reopen),
+    ``"archive"`` (``WriteBatch.archive`` keeps old versions, listed and searched with ``archived``).
 
     Class attributes a test class may set:
         capabilities: a frozenset that replaces the store's own ``capabilities`` for these checks

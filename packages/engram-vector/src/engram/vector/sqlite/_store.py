@@ -19,6 +19,7 @@ from engram.core import (
     VectorQuery,
     WriteBatch,
     fuse_hits,
+    utcnow,
 )
 from engram.core.errors import InvalidInputError
 from engram.history.sqlite import (
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS engram_meta (key TEXT PRIMARY KEY, value TEXT NOT NUL
 INSERT OR IGNORE INTO engram_meta (key, value) VALUES ('schema_version', '1'), ('version', '0');
 CREATE TABLE IF NOT EXISTS memories (
     seq        INTEGER PRIMARY KEY,
-    id         TEXT NOT NULL UNIQUE,
+    id         TEXT NOT NULL,
     memory     TEXT NOT NULL,
     hash       TEXT NOT NULL,
     user_id    TEXT,
@@ -53,8 +54,12 @@ CREATE TABLE IF NOT EXISTS memories (
     metadata   TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL,
     updated_at INTEGER,
+    archived_at    INTEGER,  -- NULL for the active version, set on an archived version
+    archive_reason TEXT,
     speaker    TEXT GENERATED ALWAYS AS (json_extract(metadata, '$.speaker')) VIRTUAL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS memories_active_id ON memories (id) WHERE archived_at IS NULL;
+CREATE INDEX IF NOT EXISTS memories_archived_id ON memories (id) WHERE archived_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS memory_vectors (
     seq       INTEGER PRIMARY KEY,
     embedding BLOB NOT NULL
@@ -79,10 +84,14 @@ CREATE TRIGGER IF NOT EXISTS memories_fts_update AFTER UPDATE OF memory, metadat
 END
 """
 
-_COLS = "m.seq, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at"
+_COLS = (
+    "m.seq, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at,"
+    " m.archived_at, m.archive_reason"
+)
+_NCOLS = 12
 _UPSERT = (
     "INSERT INTO memories (id, memory, hash, user_id, agent_id, run_id, metadata, created_at, updated_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET memory = excluded.memory,"
+    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) WHERE archived_at IS NULL DO UPDATE SET memory = excluded.memory,"
     " hash = excluded.hash, user_id = excluded.user_id, agent_id = excluded.agent_id,"
     " run_id = excluded.run_id, metadata = excluded.metadata, created_at = excluded.created_at,"
     " updated_at = excluded.updated_at RETURNING seq"
@@ -135,11 +144,16 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in words[:MAX_QUERY_TERMS])
 
 
+def _status(archived: bool) -> str:
+    return "m.archived_at IS NOT NULL" if archived else "m.archived_at IS NULL"
+
+
 def _row_to_item(r: Sequence[Any]) -> MemoryItem:
     return MemoryItem(
         id=r[1], memory=r[2], hash=r[3], user_id=r[4], agent_id=r[5], run_id=r[6],
         metadata=json.loads(r[7]), created_at=from_micros(r[8]),
         updated_at=from_micros(r[9]) if r[9] is not None else None,
+        archived_at=from_micros(r[10]) if r[10] is not None else None, archive_reason=r[11],
     )
 
 
@@ -147,7 +161,7 @@ class _DenseIndex:
     """Every embedding of the file in one float32 matrix, kept in step with the store's writes.
 
     Rows are addressed by the memories table's ``seq``. Scope columns are held as integer codes
-    so a scope filter is one vectorised comparison. The index notes the ``version`` counter of
+    so a scope filter is one vectorised comparison; archived versions are rows flagged ``archived``. The index notes the ``version`` counter of
     ``engram_meta`` it reflects; a write by another process bumps the counter and the index is
     rebuilt from the file on the next search.
     """
@@ -159,6 +173,7 @@ class _DenseIndex:
         self.codes = np.zeros((3, 0), dtype=np.int32)
         self.seqs = np.zeros(0, dtype=np.int64)
         self.alive = np.zeros(0, dtype=bool)
+        self.archived = np.zeros(0, dtype=bool)
         self.row_of: dict[int, int] = {}
         self.free: list[int] = []
         self.used = 0
@@ -186,7 +201,9 @@ class _DenseIndex:
         seqs[:cap] = self.seqs
         alive = np.zeros(new, dtype=bool)
         alive[:cap] = self.alive
-        self.vecs, self.codes, self.seqs, self.alive = vecs, codes, seqs, alive
+        archived = np.zeros(new, dtype=bool)
+        archived[:cap] = self.archived
+        self.vecs, self.codes, self.seqs, self.alive, self.archived = vecs, codes, seqs, alive, archived
 
     def put(self, seq: int, scope: tuple[str | None, str | None, str | None], vec: np.ndarray) -> None:
         row = self.row_of.get(seq)
@@ -203,6 +220,12 @@ class _DenseIndex:
             self.codes[k, row] = self._code(k, scope[k])
         self.seqs[row] = seq
         self.alive[row] = True
+        self.archived[row] = False
+
+    def mark_archived(self, seq: int) -> None:
+        row = self.row_of.get(seq)
+        if row is not None:
+            self.archived[row] = True
 
     def drop(self, seq: int) -> None:
         row = self.row_of.pop(seq, None)
@@ -210,10 +233,11 @@ class _DenseIndex:
             self.alive[row] = False
             self.free.append(row)
 
-    def scope_mask(self, scope: Scope) -> np.ndarray | None:
-        """Boolean mask over rows ``[:used]`` of live rows in the scope; ``None`` when nothing can match."""
+    def scope_mask(self, scope: Scope, archived: bool = False) -> np.ndarray | None:
+        """Boolean mask over rows ``[:used]`` of live rows in the scope, active ones or (with
+        ``archived``) archived ones; ``None`` when nothing can match."""
         n = self.used
-        mask = self.alive[:n].copy()
+        mask = self.alive[:n] & (self.archived[:n] if archived else ~self.archived[:n])
         for k, value in enumerate((scope.user_id, scope.agent_id, scope.run_id)):
             if value is not None:
                 code = self.code_of[k].get(value)
@@ -280,7 +304,7 @@ class SQLiteVectorStore:
         busy_timeout: float = 30.0
         speaker_weight: float = Field(1.0, ge=0)
 
-    capabilities = frozenset({"lexical", "history", "persistent"})
+    capabilities = frozenset({"lexical", "history", "archive", "persistent"})
 
     def __init__(self, config: Config | None = None, **kwargs: Any) -> None:
         self.config = config or self.Config(**kwargs)
@@ -288,7 +312,7 @@ class SQLiteVectorStore:
         if path != ":memory:":
             path = str(Path(path).expanduser())
         else:
-            self.capabilities = frozenset({"lexical", "history"})
+            self.capabilities = frozenset({"lexical", "history", "archive"})
         self.path = path
         self._db = Database(path, _setup, on_connect=register_functions, busy_timeout=self.config.busy_timeout)
         self._dims: int | None = None
@@ -311,7 +335,7 @@ class SQLiteVectorStore:
     # -- writes --------------------------------------------------------------------------------
 
     async def write(self, batch: WriteBatch) -> None:
-        if not batch.upserts and not batch.deletes and not batch.events:
+        if not (batch.upserts or batch.deletes or batch.archive or batch.events):
             return
         dims = None
         blobs: list[bytes] = []
@@ -339,11 +363,20 @@ class SQLiteVectorStore:
                     f"this store holds {stored}-dimensional embeddings; got {dims}. Use the embedder the "
                     f"store was built with, or a new database file"
                 )
-        dropped = []
-        for mid in batch.deletes:
-            row = conn.execute("DELETE FROM memories WHERE id = ? RETURNING seq", (mid,)).fetchone()
-            if row is not None:
-                dropped.append(row[0])
+        dropped: list[int] = []
+        for mid in batch.deletes:  # purge: the active version and every archived one
+            dropped += [r[0] for r in conn.execute("DELETE FROM memories WHERE id = ? RETURNING seq", (mid,))]
+        archived: list[int] = []
+        if batch.archive:
+            now = to_micros(utcnow())
+            for mid, reason in batch.archive:
+                row = conn.execute(
+                    "UPDATE memories SET archived_at = ?, archive_reason = ? WHERE id = ? AND archived_at IS NULL"
+                    " RETURNING seq",
+                    (now, reason, mid),
+                ).fetchone()
+                if row is not None:
+                    archived.append(row[0])
         put = []
         for it, blob in zip(batch.upserts, blobs, strict=True):
             seq = conn.execute(
@@ -361,10 +394,10 @@ class SQLiteVectorStore:
         ).fetchone()[0]
         if dims is not None and self._dims is None:
             self._dims = dims
-        return int(version), dropped, put
+        return int(version), dropped, archived, put
 
     def _after_write(self, result: Any) -> None:
-        version, dropped, put = result
+        version, dropped, archived, put = result
         with self._index_lock:
             idx = self._index
             if idx is None:
@@ -374,6 +407,8 @@ class SQLiteVectorStore:
                 return
             for seq in dropped:
                 idx.drop(seq)
+            for seq in archived:
+                idx.mark_archived(seq)
             for seq, scope, vec in put:
                 idx.put(seq, scope, vec)
             idx.version = version
@@ -399,7 +434,10 @@ class SQLiteVectorStore:
             found: dict[str, MemoryItem] = {}
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                q = f"SELECT {_COLS} FROM memories m WHERE m.id IN ({','.join('?' * len(chunk))})"
+                q = (
+                    f"SELECT {_COLS} FROM memories m WHERE m.id IN ({','.join('?' * len(chunk))})"
+                    " AND m.archived_at IS NULL"
+                )
                 for r in conn.execute(q, chunk):
                     found[r[1]] = _row_to_item(r)
             return [found[i] for i in ids if i in found]
@@ -407,11 +445,18 @@ class SQLiteVectorStore:
         return await self._db.read(run)
 
     async def list(
-        self, scope: Scope | None, *, filters: Filter | None = None, limit: int | None = 100, offset: int = 0
+        self,
+        scope: Scope | None,
+        *,
+        filters: Filter | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        archived: bool = False,
     ) -> list[MemoryItem]:
         params: list[Any] = []
-        where = f"{scope_sql(scope, params, 'm.')} AND {filter_sql(filters, params)}"
-        sql = f"SELECT {_COLS} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.id DESC"
+        where = f"{scope_sql(scope, params, 'm.')} AND {filter_sql(filters, params)} AND {_status(archived)}"
+        order = "m.archived_at DESC, m.id DESC" if archived else "m.created_at DESC, m.id DESC"
+        sql = f"SELECT {_COLS} FROM memories m WHERE {where} ORDER BY {order}"
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else limit, offset]
@@ -419,7 +464,7 @@ class SQLiteVectorStore:
 
     async def count(self, scope: Scope | None = None, *, filters: Filter | None = None) -> int:
         params: list[Any] = []
-        where = f"{scope_sql(scope, params, 'm.')} AND {filter_sql(filters, params)}"
+        where = f"{scope_sql(scope, params, 'm.')} AND {filter_sql(filters, params)} AND {_status(False)}"
         return await self._db.read(lambda c: c.execute(f"SELECT count(*) FROM memories m WHERE {where}", params).fetchone()[0])
 
     async def search(self, query: VectorQuery) -> list[ScoredMemory]:
@@ -457,8 +502,8 @@ class SQLiteVectorStore:
             total = conn.execute("SELECT count(*) FROM memory_vectors").fetchone()[0]
             idx._grow(total + max(64, total // 16), exact=True)
             cur = conn.execute(
-                "SELECT v.seq, m.user_id, m.agent_id, m.run_id, v.embedding FROM memory_vectors v"
-                " JOIN memories m ON m.seq = v.seq"
+                "SELECT v.seq, m.user_id, m.agent_id, m.run_id, v.embedding, m.archived_at IS NOT NULL"
+                " FROM memory_vectors v JOIN memories m ON m.seq = v.seq"
             )
             while rows := cur.fetchmany(1024):
                 start = idx.used
@@ -473,6 +518,7 @@ class SQLiteVectorStore:
                     idx.codes[0, row] = idx._code(0, r[1])
                     idx.codes[1, row] = idx._code(1, r[2])
                     idx.codes[2, row] = idx._code(2, r[3])
+                    idx.archived[row] = bool(r[5])
                 idx.alive[start : start + len(rows)] = True
                 idx.used += len(rows)
             idx.version = version
@@ -490,7 +536,7 @@ class SQLiteVectorStore:
         if q.shape != (idx.dims,):
             raise InvalidInputError(f"query embedding has shape {q.shape}; this store holds {idx.dims} dims")
         with self._index_lock:
-            mask = idx.scope_mask(query.scope)
+            mask = idx.scope_mask(query.scope, query.archived)
             if mask is None:
                 return []
             if query.filters is not None:
@@ -518,14 +564,18 @@ class SQLiteVectorStore:
         if match is None:
             return []
         params: list[Any] = [self.config.speaker_weight, match]
-        where = f"{scope_sql(query.scope, params, 'm.')} AND {filter_sql(query.filters, params)}"
+        where = (
+            f"{scope_sql(query.scope, params, 'm.')} AND {filter_sql(query.filters, params)}"
+            f" AND {_status(query.archived)}"
+        )
         params.append(query.limit)
         sql = (
             f"SELECT {_COLS}, bm25(memories_fts, 1.0, ?) AS rank FROM memories_fts f JOIN memories m ON m.seq = f.rowid"
             f" WHERE memories_fts MATCH ? AND {where} ORDER BY rank, m.seq LIMIT ?"
         )
         return [
-            ScoredMemory(_row_to_item(r), -float(r[10]), {"lexical": -float(r[10])}) for r in conn.execute(sql, params)
+            ScoredMemory(_row_to_item(r), -float(r[_NCOLS]), {"lexical": -float(r[_NCOLS])})
+            for r in conn.execute(sql, params)
         ]
 
     # -- lifecycle -----------------------------------------------------------------------------

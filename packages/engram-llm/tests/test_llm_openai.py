@@ -546,3 +546,31 @@ async def test_concurrent_calls_overlap():
         assert elapsed < 1.5 and elapsed < 16 * 0.2 / 2, (one, elapsed)
         assert llm.usage.calls == 17
         await llm.aclose()
+
+
+async def test_temperature_dropped_when_refused(llm_server):
+    llm_server.reply(
+        Fault.status(400, "Unsupported value: 'temperature' does not support 0.2 with this model."),
+        "ok",
+        "again",
+    )
+    llm = _make(llm_server, temperature=0.2)
+    assert (await llm.generate(USER)).text == "ok"
+    assert "temperature" in llm_server.requests[0].body and "temperature" not in llm_server.requests[1].body
+    await llm.generate(USER)
+    assert "temperature" not in llm_server.last.body and len(llm_server.requests) == 3
+    await llm.aclose()
+
+
+async def test_a_refusal_about_a_message_is_not_a_missing_feature(llm_server):
+    llm_server.reply(
+        Fault.status(
+            400, "Invalid parameter: messages[2] with role 'tool' must be a response to 'tool_calls'."
+        )
+    )
+    llm = _make(llm_server)
+    with pytest.raises(errors.ProviderError, match=r"messages\[2\]"):
+        await llm.generate(USER, tools=[TOOL], response_format={"type": "json_object"})
+    assert len(llm_server.requests) == 1
+    assert llm.supports == {"json_schema": True, "json_object": True, "tools": True}
+    await llm.aclose()

@@ -702,7 +702,7 @@ def _make_handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 text = fault.body if isinstance(fault.body, str) else "not json"
                 self._send(fault.code, text.encode(), content_type="text/html")
                 return
-            reply = _coerce(fault.reply) or self._default_reply(api, body)
+            reply = fault.reply if fault.reply is not None else self._default_reply(api, body)
             if fault.kind == "slow_stream" and body.get("stream") and api != "embeddings":
                 self._stream(api, reply, body, chunks=fault.chunks, interval=fault.interval)
                 return

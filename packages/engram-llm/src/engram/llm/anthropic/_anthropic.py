@@ -202,7 +202,8 @@ class AnthropicLLM:
             text = json_text
         elif fmt is not None and text:
             text = extract_json(text) or text
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        raw_usage = payload.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         input_tokens = _int(usage.get("input_tokens"))
         if input_tokens is not None:
             input_tokens += (_int(usage.get("cache_creation_input_tokens")) or 0) + (

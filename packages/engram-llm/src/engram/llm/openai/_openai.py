@@ -64,7 +64,17 @@ _JSON_WORDS = (
     "structured output",
     "guided_json",
 )
-_TOOL_WORDS = ("tool", "function")
+_TOOL_WORDS = (
+    "tools",
+    "tool_choice",
+    "tool choice",
+    "tool call",
+    "function call",
+    "function_call",
+    "support tool",
+)
+_MESSAGE_PROBLEM = ("messages[", "messages.", "'messages'")
+"""A refusal that points at a message is about the conversation, not about a feature to drop."""
 
 
 class OpenAILLM:
@@ -123,7 +133,7 @@ class OpenAILLM:
         max_tokens: the default completion length limit (``None``: the server's default).
         max_tokens_field: ``"max_tokens"`` or ``"max_completion_tokens"`` (OpenAI's reasoning models);
             a server that refuses ``max_tokens`` and names ``max_completion_tokens`` is switched over
-            automatically.
+            automatically (and one that refuses ``temperature`` stops getting it).
         extra_body: extra JSON fields for every request (e.g. ``{"top_p": 0.9}`` or a server's own
             options).
         (timeouts, retries, ``max_connections``, ``headers``: see ``HTTPSettings``.)
@@ -205,6 +215,7 @@ class OpenAILLM:
         self._no_json_schema = not preset.json_schema
         self._no_json_object = False
         self._no_tools = False
+        self._no_temperature = False
         self._max_tokens_field: str = c.max_tokens_field
         self.usage = TokenUsage()
         """Running token totals over this instance's successful calls."""
@@ -313,8 +324,9 @@ class OpenAILLM:
             else:
                 instructions.append(_tools_instruction(tool_defs))
         body["messages"] = _with_instructions(msgs, instructions) if instructions else msgs
-        if temperature is not None:
+        if temperature is not None and not self._no_temperature:
             body["temperature"] = temperature
+            sent.add("temperature")
         if max_tokens is not None:
             body[self._max_tokens_field] = max_tokens
             sent.add("max_tokens")
@@ -324,6 +336,8 @@ class OpenAILLM:
         """Whether a refusal names a feature we can drop (and remember dropping); ``False`` to raise."""
         m = message.lower()
         c = self.config
+        if any(w in m for w in _MESSAGE_PROBLEM):
+            return False
         if "max_tokens" in sent and "max_completion_tokens" in m and self._max_tokens_field == "max_tokens":
             self._max_tokens_field = "max_completion_tokens"
             return True
@@ -336,6 +350,10 @@ class OpenAILLM:
                 return True
         if c.tools == "auto" and "tools" in sent and any(w in m for w in _TOOL_WORDS):
             self._no_tools = True
+            return True
+        if "temperature" in sent and "temperature" in m and not self._no_temperature:
+            # reasoning models take only their default temperature
+            self._no_temperature = True
             return True
         return False
 
@@ -372,13 +390,14 @@ class OpenAILLM:
                     call["raw_arguments"] = raw
             calls.append(call)
         if tool_defs and "tools" not in sent and not calls:
-            call = _prompted_tool_call(text, tool_defs)
-            if call is not None:
-                calls.append(call)
+            prompted = _prompted_tool_call(text, tool_defs)
+            if prompted is not None:
+                calls.append(prompted)
                 text = ""
         if fmt is not None and text:
             text = extract_json(text) or text
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        raw_usage = payload.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         input_tokens = _int(usage.get("prompt_tokens"))
         output_tokens = _int(usage.get("completion_tokens"))
         self.usage.add(input_tokens, output_tokens)

@@ -1,7 +1,7 @@
 """engram.core: types, provider protocols, the registry, configuration, errors and the engine."""
 
 from . import errors
-from ._config import ENV_PREFIX, FusionConfig, MemoryConfig, SearchConfig
+from ._config import ENV_PREFIX, FusionConfig, InferConfig, MemoryConfig, SearchConfig
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
 from ._memory import AsyncMemory, fuse_hits, index_text
@@ -41,6 +41,7 @@ __all__ = [
     "GraphStore",
     "HistoryEvent",
     "HistoryStore",
+    "InferConfig",
     "LLMResponse",
     "Memory",
     "MemoryConfig",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "FusionConfig", "MemoryConfig", "SearchConfig"]
+__all__ = ["ENV_PREFIX", "FusionConfig", "InferConfig", "MemoryConfig", "SearchConfig"]
 
 ENV_PREFIX = "ENGRAM_"
 PROVIDER_FIELDS = ("llm", "embedder", "vector_store", "graph_store", "history_store", "reranker")
@@ -50,6 +50,11 @@ class SearchConfig(BaseModel):
             fifth faster at 10K memories (docs/benchmarks.md).
         path_timeout: seconds each recall path may take.
         threshold: default minimum final score, or ``None`` for none.
+        archive_floor: when the best active memory's dense score (cosine similarity, in [-1, 1])
+            is below this, or nothing active matches, archived versions (superseded or deleted by
+            the LLM pipeline) are recalled too and ranked with the active ones, marked
+            ``"archived": true``. ``None`` turns the fallback off. 0.25 sits between the cosines
+            all-MiniLM-L6-v2 gives unrelated sentences (mostly below 0.2) and related ones.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -58,6 +63,20 @@ class SearchConfig(BaseModel):
     candidates: int = Field(20, ge=1, le=10_000)
     path_timeout: float = Field(30.0, gt=0)
     threshold: float | None = None
+    archive_floor: float | None = Field(0.25, ge=-1, le=1)
+
+
+class InferConfig(BaseModel):
+    """``add(..., infer=True)`` settings.
+
+    Attributes:
+        timeout: seconds one LLM call of the pipeline may take in all (the provider's own retries
+            included) before the pipeline gives up on it and keeps the input.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(120.0, gt=0)
 
 
 class MemoryConfig(BaseModel):
@@ -74,6 +93,7 @@ class MemoryConfig(BaseModel):
             store does, in the same transaction as the memories), else an in-memory SQLite history.
         graph_store, reranker: off by default.
         search: see :class:`SearchConfig`.
+        infer: see :class:`InferConfig`.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -85,6 +105,7 @@ class MemoryConfig(BaseModel):
     graph_store: Any = None
     reranker: Any = None
     search: SearchConfig = SearchConfig()
+    infer: InferConfig = InferConfig()
 
     @field_validator(*PROVIDER_FIELDS)
     @classmethod

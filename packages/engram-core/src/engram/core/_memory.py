@@ -15,12 +15,14 @@ import anyio
 from ._config import MemoryConfig
 from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
 from ._fusion import fuse
+from ._pipeline import InferOutcome, Pipeline
 from ._protocols import Embedder, HistoryStore, VectorStore
 from ._registry import Registry
 from ._types import (
     Event,
     HistoryEvent,
     MemoryItem,
+    Message,
     Scope,
     ScoredMemory,
     VectorQuery,
@@ -192,6 +194,8 @@ class AsyncMemory:
         return vectors
 
     async def _commit(self, batch: WriteBatch) -> None:
+        if not (batch.upserts or batch.deletes or batch.archive or batch.events):
+            return
         await self.vector_store.write(batch)
         if batch.events and not self._history_in_store:
             await self.history_store.add_events(batch.events)
@@ -207,6 +211,7 @@ class AsyncMemory:
         run_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         infer: bool = True,
+        memory_type: str | None = None,
     ) -> dict[str, Any]:
         """Remember conversation turns.
 
@@ -215,25 +220,39 @@ class AsyncMemory:
                 list of them. A message's own ``metadata`` is merged over the call's.
             user_id, agent_id, run_id: the scope; at least one is required.
             metadata: JSON-compatible mapping stored with every memory this call creates.
-            infer: let the LLM extract and curate facts. Without an LLM configured, or with
+            infer: with an LLM configured, let it extract facts from the messages (about the user;
+                about the agent when the scope has an ``agent_id`` and no ``user_id``), each with a
+                ``memory_type`` and ``category`` in its metadata, and decide ADD / UPDATE / DELETE /
+                NONE for each against the scope's related memories (see :mod:`engram.core._pipeline`).
+                An UPDATE or DELETE keeps the old version in the archive. Without an LLM, or with
                 ``infer=False``, each non-system message is stored verbatim, its role, speaker
                 name (``speaker``) and time (``message_time``, ISO 8601) added to its metadata;
                 its embedding is of ``"<speaker>: <text>"`` when the speaker is known (see
                 :func:`index_text`).
+            memory_type: ``"procedural"`` (needs an ``agent_id`` and an LLM) summarises the
+                messages, an agent's run, into one procedural memory.
 
         Returns:
-            ``{"results": [{"id", "memory", "event": "ADD", ...}, ...]}``.
+            ``{"results": [{"id", "memory", "event", ["previous_memory"]}, ...]}``: one entry per
+            change (``previous_memory`` for an UPDATE). With ``infer`` and an LLM, also
+            ``"infer": {"facts": n[, "fallback": why the messages were stored verbatim]
+            [, "problems": [what was wrong in the LLM's replies]]}``.
 
         Raises:
             InvalidScopeError, InvalidMessageError, InvalidInputError: nothing was stored.
-            ProviderError: a provider failed; with the SQLite default nothing was stored.
+            ProviderError: a provider failed; with the SQLite default nothing was stored. (A
+                failing LLM never raises here: the messages are stored verbatim instead.)
         """
         scope = Scope(user_id, agent_id, run_id)
         msgs = normalize_messages(messages)
         base_meta = _check_metadata(metadata)
+        if memory_type not in (None, "procedural"):
+            raise InvalidInputError(f"memory_type must be None or 'procedural', got {memory_type!r}")
+        if memory_type == "procedural" and agent_id is None:
+            raise InvalidInputError("memory_type='procedural' summarises an agent's run: give an agent_id")
         self._ensure()
-        if infer and self._llm is not None:
-            log.warning("LLM fact extraction is not built yet (engram 0.1); storing the messages verbatim")
+        if memory_type == "procedural" and self._llm is None:
+            raise ConfigurationError("memory_type='procedural' needs an LLM; configure one (MemoryConfig.llm)")
         keep = [m for m in msgs if m.role != "system" and m.content.strip()]
         metas = []
         for m in keep:  # validate every message before anything is embedded or stored
@@ -246,6 +265,48 @@ class AsyncMemory:
             metas.append(meta)
         if not keep:
             return {"results": []}
+        if (infer or memory_type) and self._llm is not None:
+            return await self._infer(scope, keep, metas, base_meta, memory_type)
+        batch = await self._verbatim(scope, keep, metas)
+        await self._commit(batch)
+        return {"results": [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]}
+
+    async def _infer(
+        self, scope: Scope, keep: list[Message], metas: list[dict[str, Any]], base_meta: dict[str, Any],
+        memory_type: str | None,
+    ) -> dict[str, Any]:
+        now = utcnow()
+        pipe = Pipeline(self._llm, self.vector_store, self._embed, scope, base_meta, now, self.config.infer.timeout)
+        agent = scope.agent_id is not None and scope.user_id is None
+        role = "assistant" if agent or memory_type else "user"
+        actor = next((m.name for m in keep if m.role == role and m.name), None)
+        if memory_type == "procedural":
+            out = InferOutcome()
+            summary = await pipe.procedural(keep, out)
+            if summary is not None:
+                vec = (await self._embed([summary]))[0]
+                item = pipe._item(summary, vec, {"memory_type": "procedural", "category": "misc"})
+                out.batch.upserts.append(item)
+                out.batch.events.append(
+                    pipe._event(Event.ADD, item.id, None, summary, actor_id=actor, role=role,
+                                metadata={"source": "procedural"})
+                )
+                out.results.append({"id": item.id, "memory": summary, "event": "ADD"})
+        else:
+            out = await pipe.run(keep, actor, role)
+        for problem in out.problems:
+            log.warning("engram add: %s", problem)
+        if out.fallback is not None:
+            log.warning("engram add: %s", out.fallback)
+            batch = await self._verbatim(scope, keep, metas)
+            await self._commit(batch)
+            results = [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]
+            return {"results": results, "infer": out.report()}
+        await self._commit(out.batch)
+        return {"results": out.results, "infer": out.report()}
+
+    async def _verbatim(self, scope: Scope, keep: list[Message], metas: list[dict[str, Any]]) -> WriteBatch:
+        """Each message as one memory, with its ADD event."""
         vectors = await self._embed([index_text(m.content, meta) for m, meta in zip(keep, metas, strict=True)])
         now = utcnow()
         batch = WriteBatch()
@@ -264,8 +325,7 @@ class AsyncMemory:
                     run_id=scope.run_id, actor_id=m.name, role=m.role, created_at=now,
                 )
             )
-        await self._commit(batch)
-        return {"results": [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]}
+        return batch
 
     # -- search --------------------------------------------------------------------------------
 
@@ -279,6 +339,7 @@ class AsyncMemory:
         filters: Mapping[str, Any] | None = None,
         limit: int = 10,
         threshold: float | None = None,
+        include_archived: bool = False,
     ) -> dict[str, Any]:
         """Recall the memories that best answer ``query`` in a scope.
 
@@ -292,10 +353,15 @@ class AsyncMemory:
             limit: at most this many results (1-10000).
             threshold: drop results whose final score is below it (default
                 ``config.search.threshold``).
+            include_archived: rank archived versions (superseded or deleted by the pipeline, or
+                superseded by ``update``) with the active memories. Without it they are recalled
+                only as a fallback, when the best active dense score is below
+                ``config.search.archive_floor``.
 
         Returns:
             ``{"results": [memory dict + "score" (fused, in [0, 1] for rsf/dbsf) + "scores"
-            (per path: dense cosine, lexical BM25)], "relations": []}``.
+            (per path: dense cosine, lexical BM25); archived versions carry "archived": true,
+            "archived_at" and "archive_reason"], "relations": []}``.
 
         Raises:
             InvalidScopeError, InvalidFilterError, InvalidInputError: bad arguments.
@@ -312,28 +378,43 @@ class AsyncMemory:
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold)
         ):
             raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
-        hits = await self._recall(query, scope, parsed, limit)
+        hits = await self._recall(query, scope, parsed, limit, include_archived)
         if threshold is not None:
             hits = [h for h in hits if h.score >= threshold]
         results = [_hit_dict(h) for h in hits[:limit]]
         return {"results": results, "relations": []}
 
-    async def _recall(self, query: str, scope: Scope, filters: Filter | None, limit: int) -> list[ScoredMemory]:
+    async def _recall(
+        self, query: str, scope: Scope, filters: Filter | None, limit: int, include_archived: bool = False
+    ) -> list[ScoredMemory]:
         sc = self.config.search
         k = max(limit, sc.candidates)
         store = self.vector_store
-        has_lexical = "lexical" in getattr(store, "capabilities", ())
+        caps = getattr(store, "capabilities", ())
+        lexical = "lexical" in caps and bool(query.strip())
         vector = (await self._embed([query], "query"))[0]
-        found: dict[str, list[ScoredMemory]] = {}
 
-        async def run(path: str, q: VectorQuery) -> None:
-            with anyio.fail_after(sc.path_timeout):
-                found[path] = await store.search(q)
+        async def paths(archived: bool) -> dict[str, list[ScoredMemory]]:
+            found: dict[str, list[ScoredMemory]] = {}
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run, "dense", VectorQuery(scope, vector, query, filters, k, "dense"))
-            if has_lexical and query.strip():
-                tg.start_soon(run, "lexical", VectorQuery(scope, None, query, filters, k, "lexical"))
+            async def run(path: str, q: VectorQuery) -> None:
+                with anyio.fail_after(sc.path_timeout):
+                    found[path] = await store.search(q)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "dense", VectorQuery(scope, vector, query, filters, k, "dense", archived))
+                if lexical:
+                    tg.start_soon(run, "lexical", VectorQuery(scope, None, query, filters, k, "lexical", archived))
+            return found
+
+        found = await paths(False)
+        if "archive" in caps:
+            best = max((h.score for h in found.get("dense", ())), default=-math.inf)
+            if include_archived or (sc.archive_floor is not None and best < sc.archive_floor):
+                old = await paths(True)
+                for path, hits in old.items():  # one ranking per path, active and archived together
+                    merged = sorted([*found.get(path, ()), *hits], key=lambda h: -h.score)
+                    found[path] = merged[:k]
         return fuse_hits(found, sc.fusion.model_dump())
 
     # -- read ----------------------------------------------------------------------------------
@@ -351,10 +432,17 @@ class AsyncMemory:
         run_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         limit: int = 100,
+        include_archived: bool = False,
     ) -> dict[str, Any]:
-        """The scope's memories matching ``filters``, newest first: ``{"results": [...]}``."""
+        """The scope's memories matching ``filters``, newest first: ``{"results": [...]}``.
+
+        With ``include_archived``, the archived versions follow (newest archived first, marked
+        ``"archived": true``), up to ``limit`` in all."""
         scope = Scope(user_id, agent_id, run_id)
-        items = await self.vector_store.list(scope, filters=parse_filters(filters), limit=_check_limit(limit))
+        parsed, limit = parse_filters(filters), _check_limit(limit)
+        items = await self.vector_store.list(scope, filters=parsed, limit=limit)
+        if include_archived and len(items) < limit and "archive" in getattr(self.vector_store, "capabilities", ()):
+            items += await self.vector_store.list(scope, filters=parsed, limit=limit - len(items), archived=True)
         return {"results": [i.to_dict() for i in items]}
 
     async def count(
@@ -373,6 +461,7 @@ class AsyncMemory:
 
     async def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Replace a memory's text (re-embedded); ``metadata`` keys, when given, are merged in.
+        The old version is kept in the archive (``"superseded"``) where the store has one.
 
         Returns:
             ``{"id", "memory", "event": "UPDATE", "previous_memory"}``.
@@ -399,11 +488,13 @@ class AsyncMemory:
             id=str(uuid.uuid4()), memory_id=old.id, event=Event.UPDATE, old_memory=old.memory, new_memory=data,
             user_id=old.user_id, agent_id=old.agent_id, run_id=old.run_id, created_at=now,
         )
-        await self._commit(WriteBatch(upserts=[new], events=[event]))
+        archive = [(old.id, "superseded")] if "archive" in getattr(self.vector_store, "capabilities", ()) else []
+        await self._commit(WriteBatch(upserts=[new], events=[event], archive=archive))
         return {"id": old.id, "memory": data, "event": "UPDATE", "previous_memory": old.memory}
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
-        """Delete one memory; its history stays.
+        """Delete one memory and its archived versions, as a user asking to forget expects; its
+        history events stay (as in mem0). (The LLM pipeline's DELETE archives instead.)
 
         Raises:
             MemoryNotFoundError: no memory has that id.

@@ -271,3 +271,14 @@ async def test_one_add_keeps_the_conversation_order(memory: AsyncMemory) -> None
     assert [r["memory"] for r in listed] == list(reversed(turns))  # newest first
     exported = await memory.export_items(Scope("order"))
     assert [i.memory for i in exported] == turns
+
+
+async def test_delete_all_purges_archived_versions_too() -> None:
+    async with AsyncMemory({"vector_store": "sqlite:///:memory:", "embedder": "hash"}) as m:
+        res = await m.add("Alice lives in Paris", user_id="al")
+        mid = res["results"][0]["id"]
+        await m.update(mid, "Alice lives in Rome")
+        assert len((await m.get_all(user_id="al", include_archived=True))["results"]) == 2
+        assert (await m.delete_all(user_id="al"))["deleted"] == 1
+        assert (await m.get_all(user_id="al", include_archived=True))["results"] == []
+        assert [e["event"] for e in await m.history(mid)] == ["ADD", "UPDATE", "DELETE"]

@@ -508,15 +508,20 @@ class AsyncMemory:
     async def delete_all(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
-        """Delete every memory in the scope (one DELETE history event each).
+        """Delete every memory in the scope, with its archived versions (one DELETE history event
+        per active memory; the history itself stays).
 
         Returns:
             ``{"deleted": n, "message": ...}``.
         """
         scope = Scope(user_id, agent_id, run_id)
-        items = await self.vector_store.list(scope, limit=None)
-        if items:
-            await self._commit(WriteBatch(deletes=[i.id for i in items], events=[_delete_event(i) for i in items]))
+        store = self.vector_store
+        items = await store.list(scope, limit=None)
+        ids = [i.id for i in items]
+        if "archive" in getattr(store, "capabilities", ()):  # archived versions go too
+            ids += sorted({i.id for i in await store.list(scope, limit=None, archived=True)} - set(ids))
+        if ids:
+            await self._commit(WriteBatch(deletes=ids, events=[_delete_event(i) for i in items]))
         return {"deleted": len(items), "message": f"Deleted {len(items)} memories"}
 
     async def reset(self) -> None:

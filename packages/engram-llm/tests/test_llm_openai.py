@@ -574,3 +574,11 @@ async def test_a_refusal_about_a_message_is_not_a_missing_feature(llm_server):
     assert len(llm_server.requests) == 1
     assert llm.supports == {"json_schema": True, "json_object": True, "tools": True}
     await llm.aclose()
+
+
+def test_one_instance_across_event_loops(llm_server):
+    llm_server.reply("first", "second")
+    llm = _make(llm_server)
+    assert anyio.run(llm.generate, USER).text == "first"
+    assert anyio.run(llm.generate, USER).text == "second"  # a new loop: a new connection pool
+    anyio.run(llm.aclose)

@@ -17,6 +17,7 @@ Not public API: import the providers from ``engram.llm.openai`` / ``engram.llm.a
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -148,8 +149,15 @@ class RetryingClient:
             **settings.headers,
         }
         self._client: httpx.AsyncClient | None = None
+        self._loop: object = None
 
     def _http(self) -> httpx.AsyncClient:
+        # A client's connections belong to the event loop that opened them: one used from another
+        # loop (a second ``asyncio.run``, a fresh loop per test) is dropped and a new one opened.
+        loop = _running_loop()
+        if self._client is not None and loop is not self._loop:
+            self._client = None
+        self._loop = loop
         if self._client is None:
             s = self.settings
             self._client = httpx.AsyncClient(
@@ -255,8 +263,16 @@ class RetryingClient:
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and _running_loop() is self._loop:
             await client.aclose()
+        # (a client opened on another, finished loop cannot be closed here; it is dropped)
+
+
+def _running_loop() -> object:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio (trio): one loop per run, nothing to track
+        return None
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -54,8 +54,12 @@ class ScriptedLLM:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> LLMResponse:
-        options = {"response_format": response_format, "tools": tools, "temperature": temperature,
-                   "max_tokens": max_tokens}
+        options = {
+            "response_format": response_format,
+            "tools": tools,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
         msgs = [dict(m) for m in messages]
         self.calls.append({"messages": msgs, **options})
         if self.config.delay:
@@ -72,8 +76,12 @@ class ScriptedLLM:
         if isinstance(reply, LLMResponse):
             return reply
         prompt_chars = sum(len(str(m.get("content", ""))) for m in msgs)
-        return LLMResponse(text=str(reply), model=self.config.model, input_tokens=prompt_chars // 4,
-                           output_tokens=len(str(reply)) // 4)
+        return LLMResponse(
+            text=str(reply),
+            model=self.config.model,
+            input_tokens=prompt_chars // 4,
+            output_tokens=len(str(reply)) // 4,
+        )
 
     async def aclose(self) -> None:
         return None

@@ -582,3 +582,29 @@ def test_one_instance_across_event_loops(llm_server):
     assert anyio.run(llm.generate, USER).text == "first"
     assert anyio.run(llm.generate, USER).text == "second"  # a new loop: a new connection pool
     anyio.run(llm.aclose)
+
+
+async def test_a_structured_output_refusal_is_the_text(llm_server):
+    llm_server.reply(
+        Fault.status(
+            200,
+            body={
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "refusal": "I can't help with that.",
+                        },
+                    }
+                ],
+            },
+        )
+    )
+    llm = _make(llm_server)
+    out = await llm.generate(USER, response_format=SCHEMA)
+    assert out.text == "I can't help with that." and out.tool_calls == []
+    await llm.aclose()

@@ -370,6 +370,8 @@ class OpenAILLM:
         if not isinstance(message, dict):
             raise bad("the first choice has no 'message'")
         text = _content_text(message.get("content"))
+        if not text and isinstance(message.get("refusal"), str):  # structured outputs: the model declined
+            text = message["refusal"]
         calls: list[dict[str, Any]] = []
         for tc in message.get("tool_calls") or []:
             fn = tc.get("function") if isinstance(tc, dict) else None

@@ -774,3 +774,40 @@ async def test_without_an_archive_capability_delete_purges() -> None:
         assert [r["event"] for r in out["results"]] == ["DELETE"]
         assert await mem.get(paris) is None
         assert [e["event"] for e in await mem.history(paris)] == ["ADD", "DELETE"]
+
+
+async def test_search_include_archived_keeps_both_versions_of_an_updated_memory() -> None:
+    """An UPDATE keeps the memory's id: the active version and the archived one are two hits
+    (fusion once merged them by id and dropped one)."""
+    llm = ScriptedLLM(
+        replies=[
+            facts("Maya lives in Paris"),
+            facts("Maya lives in Rome"),
+            actions({"fact": 0, "event": "UPDATE", "id": 0}),
+            facts("Maya lives in Milan"),
+            actions({"fact": 0, "event": "UPDATE", "id": 0}),
+        ]
+    )
+    async with make(llm, search={"archive_floor": None}) as mem:
+        mid = (await mem.add("Paris", user_id="maya"))["results"][0]["id"]
+        await mem.add("Rome", user_id="maya")
+        await mem.add("Milan", user_id="maya")
+        hits = (await mem.search("Maya lives in", user_id="maya", include_archived=True))["results"]
+        assert sorted((h["memory"], h.get("archive_reason")) for h in hits) == [
+            ("Maya lives in Milan", None),
+            ("Maya lives in Paris", "superseded"),
+            ("Maya lives in Rome", "superseded"),
+        ]
+        assert {h["id"] for h in hits} == {mid}
+        active = (await mem.search("Maya lives in", user_id="maya"))["results"]
+        assert [h["memory"] for h in active] == ["Maya lives in Milan"]
+
+
+async def test_first_add_on_a_fresh_database_file(tmp_path) -> None:
+    """Several facts mean concurrent first reads of a new SQLite file (related memories, one search
+    per fact); switching the file to WAL once raced and failed with "database is locked"."""
+    for i in range(10):
+        llm = ScriptedLLM(replies=[facts("Maya likes tea", "Maya has a cat", "Maya plays chess", "Maya runs")])
+        async with make(llm, vector_store=f"sqlite:///{tmp_path}/fresh{i}.db") as mem:
+            out = await mem.add("tea, cat, chess, running", user_id="maya")
+            assert len(out["results"]) == 4 and "problems" not in out["infer"]

@@ -570,8 +570,15 @@ def _delete_event(item: MemoryItem) -> HistoryEvent:
     )
 
 
+def _version_key(item: MemoryItem) -> str:
+    """One key per stored version: an UPDATE keeps the memory's id, so the active version and its
+    archived ones share it and must not be fused into one hit."""
+    return item.id if item.archived_at is None else f"{item.id}@{item.archived_at.isoformat()}"
+
+
 def fuse_hits(found: Mapping[str, Sequence[ScoredMemory]], fusion: Mapping[str, Any]) -> list[ScoredMemory]:
-    """Fuse per-path hits by memory id with :func:`~engram.core.fuse`; keeps each path's raw score.
+    """Fuse per-path hits by memory version (id, and archive time for an archived version) with
+    :func:`~engram.core.fuse`; keeps each path's raw score.
 
     ``fusion`` holds :class:`FusionConfig`'s fields. The final score is always on the fusion's
     scale, also when only one path found anything, so a threshold means the same on every query.
@@ -582,11 +589,11 @@ def fuse_hits(found: Mapping[str, Sequence[ScoredMemory]], fusion: Mapping[str, 
     by_id: dict[str, ScoredMemory] = {}
     for path, hits in paths.items():
         for h in hits:
-            prev = by_id.setdefault(h.item.id, ScoredMemory(h.item, 0.0, {}))
+            prev = by_id.setdefault(_version_key(h.item), ScoredMemory(h.item, 0.0, {}))
             prev.scores[path] = h.score
     weights = {p: fusion.get(f"{p}_weight", 1.0) for p in paths}
     ranked = fuse(
-        {p: [(h.item.id, h.score) for h in hits] for p, hits in paths.items()},
+        {p: [(_version_key(h.item), h.score) for h in hits] for p, hits in paths.items()},
         weights, method=fusion.get("method", "rsf"), rrf_k=fusion.get("rrf_k", 60),
     )
     out = []

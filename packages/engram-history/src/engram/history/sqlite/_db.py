@@ -96,13 +96,18 @@ class Database:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000)
         conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         if not self.memory:
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA cache_size = -1024")  # 1 MiB per connection; the OS caches the file too
         if self._on_connect is not None:
             self._on_connect(conn)
         with self.write_lock:
+            # Switching a fresh file to WAL needs an exclusive lock and does not wait on the busy
+            # timeout: two connections doing it at once (concurrent first reads) fail with "database
+            # is locked". The first connection switches under the write lock; for the rest the file
+            # is already in WAL mode and the pragma is a no-op.
+            if not self.memory:
+                conn.execute("PRAGMA journal_mode = WAL")
             if not self._ready:
                 conn.execute("BEGIN IMMEDIATE")
                 try:

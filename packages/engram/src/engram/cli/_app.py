@@ -18,13 +18,15 @@ from rich.table import Table
 
 from ._formats import ParsedFile, item_to_json, parse_file
 from ._ingest import DEFAULT_BATCH, ingest, prepare_model, progress_bar
-from ._render import history_table, memory_panel, memory_table, scope_label
+from ._render import changes_table, history_table, infer_lines, memory_panel, memory_table, scope_label
 from ._runtime import (
     AgentOpt,
     ConfigOpt,
     DbOpt,
     EmbedderOpt,
     JsonOpt,
+    LlmModelOpt,
+    LlmOpt,
     Options,
     RunOpt,
     UserOpt,
@@ -56,6 +58,13 @@ FilterOpt = Annotated[
         "--filter",
         "-f",
         help='Metadata filter as JSON, e.g. \'{"speaker": "Maya"}\' or \'{"session": {"gte": 3}}\'.',
+    ),
+]
+ArchivedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--include-archived",
+        help="Also show archived versions (superseded or deleted by the LLM, or replaced by update), marked.",
     ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -126,8 +135,15 @@ def add(
         list[str] | None, typer.Option("--metadata", "-m", help="key=value (repeatable) or a JSON object.")
     ] = None,
     infer: Annotated[
-        bool, typer.Option("--infer/--no-infer", help="Let the LLM extract facts (needs an LLM configured).")
+        bool,
+        typer.Option(
+            "--infer/--no-infer",
+            help="With an LLM configured (--llm, ENGRAM_LLM__*), let it extract facts and decide ADD / "
+            "UPDATE / DELETE / NONE against what is stored; --no-infer stores the text verbatim.",
+        ),
     ] = True,
+    llm: LlmOpt = None,
+    llm_model: LlmModelOpt = None,
     user_id: UserOpt = None,
     agent_id: AgentOpt = None,
     run_id: RunOpt = None,
@@ -136,11 +152,13 @@ def add(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remember text for a scope.
+    """Remember text for a scope. With an LLM configured, it extracts the facts and updates what is
+    stored; without one (or with --no-infer), each text is stored verbatim.
 
     Example: [bold]engram add "I moved to Portland in April" -u maya[/]
     """
     opts = _opts(user_id, agent_id, run_id, db, embedder, config, as_json)
+    opts.llm, opts.llm_model = llm, llm_model
     scope = opts.require_scope()
     messages: list[Any] = []
     for t in text:
@@ -168,12 +186,25 @@ def add(
     if as_json:
         print_json(result)
         return
-    n = len(result["results"])
-    console.print(
-        f"[green]Remembered {n} {'memory' if n == 1 else 'memories'}[/] for {escape(scope_label(opts.scope_kwargs()))}"
-    )
-    for r in result["results"]:
-        console.print(f"  [dim]{r['id']}[/]  {escape(r['memory'])}")
+    who = escape(scope_label(opts.scope_kwargs()))
+    if "infer" not in result:
+        n = len(result["results"])
+        console.print(f"[green]Remembered {n} {'memory' if n == 1 else 'memories'}[/] for {who}")
+        for r in result["results"]:
+            console.print(f"  [dim]{r['id']}[/]  {escape(r['memory'])}")
+        return
+    counts = Counter(r["event"] for r in result["results"])
+    if result["results"]:
+        done = ", ".join(
+            f"{counts[e]} {word}" for e, word in (("ADD", "added"), ("UPDATE", "updated"), ("DELETE", "deleted"))
+            if counts[e]
+        )
+        console.print(f"[green]Remembered for {who}:[/] {done}")
+        console.print(changes_table(result["results"]))
+    else:
+        console.print(f"[green]Nothing new for {who}[/] [dim](already known, or nothing worth remembering)[/]")
+    for line in infer_lines(result["infer"]):
+        console.print(line, soft_wrap=True)
 
 
 def scope_kw(scope: Any) -> dict[str, str | None]:
@@ -192,6 +223,7 @@ def search(
         float | None, typer.Option("--threshold", help="Drop results scoring below this.")
     ] = None,
     filters: FilterOpt = None,
+    include_archived: ArchivedOpt = False,
     user_id: UserOpt = None,
     agent_id: AgentOpt = None,
     run_id: RunOpt = None,
@@ -210,7 +242,10 @@ def search(
 
     async def go(mem: AsyncMemory) -> dict[str, Any]:
         await prepare_model(mem, err_console, enabled=not as_json)
-        return await mem.search(query, filters=flt, limit=limit, threshold=threshold, **scope_kw(scope))
+        return await mem.search(
+            query, filters=flt, limit=limit, threshold=threshold, include_archived=include_archived,
+            **scope_kw(scope),
+        )
 
     result = opts.run(go)
     if as_json:
@@ -230,6 +265,7 @@ def search(
 def list_(
     limit: Annotated[int, typer.Option("--limit", "-k", min=1, max=10_000, help="At most this many.")] = 100,
     filters: FilterOpt = None,
+    include_archived: ArchivedOpt = False,
     user_id: UserOpt = None,
     agent_id: AgentOpt = None,
     run_id: RunOpt = None,
@@ -248,8 +284,11 @@ def list_(
 
     async def go(mem: AsyncMemory) -> dict[str, Any]:
         if scope is not None:
-            return await mem.get_all(filters=flt, limit=limit, **scope_kw(scope))
-        items = await mem.vector_store.list(None, filters=parse_filters(flt), limit=limit)
+            return await mem.get_all(filters=flt, limit=limit, include_archived=include_archived, **scope_kw(scope))
+        store = mem.vector_store
+        items = await store.list(None, filters=parse_filters(flt), limit=limit)
+        if include_archived and len(items) < limit and "archive" in getattr(store, "capabilities", ()):
+            items += await store.list(None, filters=parse_filters(flt), limit=limit - len(items), archived=True)
         return {"results": [i.to_dict() for i in items]}
 
     result = opts.run(go)
@@ -261,7 +300,9 @@ def list_(
         console.print("[yellow]No memories.[/]")
         return
     console.print(memory_table(rows))
-    console.print(f"[dim]{len(rows)} shown (newest first; --limit for more)[/]")
+    archived = sum(1 for r in rows if r.get("archived"))
+    more = f", {archived} archived after the active ones" if archived else ""
+    console.print(f"[dim]{len(rows)} shown (newest first{more}; --limit for more)[/]")
 
 
 @app.command()

@@ -11,7 +11,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["history_table", "memory_panel", "memory_table", "scope_label", "when_label"]
+__all__ = [
+    "changes_table",
+    "history_table",
+    "infer_lines",
+    "memory_panel",
+    "memory_table",
+    "scope_label",
+    "when_label",
+]
 
 
 def when_label(d: Mapping[str, Any]) -> str:
@@ -42,6 +50,7 @@ def memory_table(
     """One row per memory: (rank, score,) the memory with its id beneath, speaker, when, and the
     scope when the rows span several."""
     show_scope = len({scope_label(d) for d in rows}) > 1
+    show_state = any(d.get("archived") for d in rows)
     table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, expand=True)
     if scores:
         table.add_column("#", justify="right", style="dim", no_wrap=True)
@@ -51,6 +60,8 @@ def memory_table(
     table.add_column("when", style="green", min_width=10)
     if show_scope:
         table.add_column("scope", style="yellow", max_width=20, overflow="fold")
+    if show_state:
+        table.add_column("state", no_wrap=True)
     for i, d in enumerate(rows, start=1):
         cells: list[Any] = []
         if scores:
@@ -60,8 +71,48 @@ def memory_table(
         cells += [body, escape(_speaker(d)), when_label(d)]
         if show_scope:
             cells.append(escape(scope_label(d)))
+        if show_state:
+            cells.append(archived_label(d))
         table.add_row(*cells)
     return table
+
+
+def archived_label(d: Mapping[str, Any]) -> Text:
+    """``archived (superseded)`` in red for an archived version, ``active`` otherwise."""
+    if not d.get("archived"):
+        return Text("active", style="green")
+    return Text(f"archived ({d.get('archive_reason') or '?'})", style="red")
+
+
+_EVENT_COLOURS = {"ADD": "green", "UPDATE": "yellow", "DELETE": "red", "NONE": "dim"}
+
+
+def changes_table(results: Sequence[Mapping[str, Any]]) -> Table:
+    """What one ``add`` did: one row per change, the event, the memory (id beneath) and, for an
+    UPDATE, the text it replaced (for a DELETE the memory column holds the text removed)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    table.add_column("event", style="bold", no_wrap=True)
+    table.add_column("memory", ratio=1, overflow="fold", min_width=20)
+    table.add_column("was", ratio=1, overflow="fold", style="dim")
+    for r in results:
+        ev = str(r.get("event", ""))
+        body = Text(str(r.get("memory", "")), style="strike" if ev == "DELETE" else "")
+        body.append("\n" + str(r.get("id", "")), style="dim")
+        table.add_row(f"[{_EVENT_COLOURS.get(ev, 'white')}]{ev}[/]", body, Text(str(r.get("previous_memory") or "")))
+    return table
+
+
+def infer_lines(report: Mapping[str, Any] | None) -> list[str]:
+    """The LLM pipeline's report (``add``'s ``"infer"``) as Rich markup lines."""
+    if not report:
+        return []
+    n = int(report.get("facts", 0))
+    lines = [f"[cyan]LLM:[/] {n} {'fact' if n == 1 else 'facts'} extracted"]
+    if report.get("fallback"):
+        lines.append(f"[yellow]fallback:[/] {escape(str(report['fallback']))}")
+    for problem in report.get("problems") or []:
+        lines.append(f"[yellow]problem:[/] {escape(str(problem))}")
+    return lines
 
 
 def memory_panel(d: Mapping[str, Any]) -> Table:
@@ -69,7 +120,10 @@ def memory_panel(d: Mapping[str, Any]) -> Table:
     table = Table(box=box.SIMPLE, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    for key in ("id", "memory", "hash", "user_id", "agent_id", "run_id", "created_at", "updated_at"):
+    for key in (
+        "id", "memory", "hash", "user_id", "agent_id", "run_id", "created_at", "updated_at", "archived_at",
+        "archive_reason",
+    ):
         if d.get(key) is not None:
             table.add_row(key, Text(str(d[key])))
     for key, value in (d.get("metadata") or {}).items():

@@ -23,6 +23,8 @@ __all__ = [
     "DbOpt",
     "EmbedderOpt",
     "JsonOpt",
+    "LlmModelOpt",
+    "LlmOpt",
     "Options",
     "RunOpt",
     "UserOpt",
@@ -63,6 +65,20 @@ EmbedderOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", dir_okay=False, help="An engram.toml configuration file.")
+]
+LlmOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        help="The LLM that extracts facts: a provider name (openai, anthropic, scripted), a provider URL "
+        "(openai://host/v1?model=...&tls=false) or an OpenAI-compatible base URL (http://localhost:11434/v1). "
+        "Default: from the configuration (ENGRAM_LLM__*), else none (memories stored verbatim).",
+        show_default=False,
+    ),
+]
+LlmModelOpt = Annotated[
+    str | None,
+    typer.Option("--llm-model", help="The model the LLM provider asks for (its config's model).", show_default=False),
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout (and nothing else), for scripts.")
@@ -172,6 +188,8 @@ class Options:
     embedder: str | None = None
     config: Path | None = None
     json: bool = False
+    llm: str | None = None
+    llm_model: str | None = None
 
     def scope(self) -> Scope | None:
         """The scope given, or ``None`` when no id was."""
@@ -218,6 +236,8 @@ class Options:
             if not self.embedder.strip():
                 raise ConfigurationError("--embedder cannot be empty")
             data["embedder"] = self.embedder
+        if self.llm is not None or self.llm_model is not None:
+            data["llm"] = llm_spec(self.llm, self.llm_model, data.get("llm"))
         if db_path is not None and str(db_path) != ":memory:":
             db_path.parent.mkdir(parents=True, exist_ok=True)
         return MemoryConfig.parse(data), db_path
@@ -231,6 +251,40 @@ class Options:
                 return await fn(mem)
 
         return anyio.run(main)
+
+
+def llm_spec(flag: str | None, model: str | None, configured: Any) -> Any:
+    """The ``llm`` config field for ``--llm`` / ``--llm-model`` over what the configuration has.
+
+    ``--llm`` is a provider name, a provider URL (``openai://...``), or an ``http(s)://`` base URL of
+    an OpenAI-compatible server; ``--llm-model`` sets the provider config's ``model``.
+
+    Raises:
+        ConfigurationError: an empty ``--llm``, or ``--llm-model`` with no LLM to apply it to.
+    """
+    spec: Any = configured
+    if flag is not None:
+        flag = flag.strip()
+        if not flag:
+            raise ConfigurationError("--llm cannot be empty")
+        if flag.startswith(("http://", "https://")):
+            spec = {"provider": "openai", "config": {"base_url": flag}}
+        else:
+            spec = flag
+    if model is None:
+        return spec
+    if not model.strip():
+        raise ConfigurationError("--llm-model cannot be empty")
+    if spec is None:
+        raise ConfigurationError("--llm-model needs an LLM: give --llm too (or ENGRAM_LLM__PROVIDER)")
+    if isinstance(spec, str):
+        if "://" in spec:
+            sep = "&" if "?" in spec else "?"
+            return f"{spec}{sep}model={model}"
+        spec = {"provider": spec}
+    if isinstance(spec, Mapping):
+        return {**spec, "config": {**dict(spec.get("config") or {}), "model": model}}
+    raise ConfigurationError("--llm-model cannot be applied to an LLM instance")
 
 
 def _absolute(path: Path) -> Path:

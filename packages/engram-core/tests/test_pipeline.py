@@ -811,3 +811,20 @@ async def test_first_add_on_a_fresh_database_file(tmp_path) -> None:
         async with make(llm, vector_store=f"sqlite:///{tmp_path}/fresh{i}.db") as mem:
             out = await mem.add("tea, cat, chess, running", user_id="maya")
             assert len(out["results"]) == 4 and "problems" not in out["infer"]
+
+
+async def test_a_duplicate_in_another_scope_does_not_block_an_add() -> None:
+    """The content-hash duplicate check looks hashes up across scopes (an indexed lookup) and keeps
+    only the add's own scope: the same text stored for someone else is no duplicate."""
+    llm = ScriptedLLM(replies=[facts("Likes green tea"), facts("Likes green tea"), facts("Likes green tea")])
+    async with make(llm) as mem:
+        await mem.add("green tea", user_id="ben")
+        await mem.add("green tea", user_id="maya", run_id="r1")
+        out = await mem.add("green tea", user_id="maya", run_id="r2")
+        assert [r["event"] for r in out["results"]] == ["ADD"]
+        assert await mem.count(user_id="ben") == 1 and await mem.count(user_id="maya") == 2
+        # but within the scope it is one
+        llm2 = ScriptedLLM(replies=[facts("Likes green tea")])
+        mem._llm = llm2
+        again = await mem.add("green tea", user_id="maya", run_id="r2")
+        assert again["results"] == []

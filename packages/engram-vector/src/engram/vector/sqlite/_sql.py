@@ -15,6 +15,7 @@ from engram.core import And, Cmp, Filter, Not, Or, Scope
 from engram.core._filters import TIME_FIELDS
 
 TEXT_COLUMNS = frozenset({"id", "memory", "hash", "user_id", "agent_id", "run_id"})
+NOT_NULL_COLUMNS = frozenset({"id", "memory", "hash"})
 _ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -144,6 +145,11 @@ def filter_sql(f: Filter | None, params: list[Any]) -> str:
         atom = _eq(f.field, f.value, params)
     elif f.op == "ne":
         atom = f"NOT COALESCE({_eq(f.field, f.value, params)}, 0)"
+    elif f.op == "in" and f.field in NOT_NULL_COLUMNS and f.value and all(isinstance(v, str) for v in f.value):
+        # A plain IN on a column that is never NULL: the same rows, and SQLite can use an index
+        # (the LLM pipeline's duplicate check by content hash, ``{"hash": {"in": [...]}}``).
+        params.extend(f.value)
+        return f"m.{f.field} IN ({', '.join('?' * len(f.value))})"
     elif f.op in ("in", "nin"):
         atom = "(" + " OR ".join(f"COALESCE({_eq(f.field, v, params)}, 0)" for v in f.value) + ")"
         if f.op == "nin":

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS memories_active_id ON memories (id) WHERE archived_at IS NULL;
 CREATE INDEX IF NOT EXISTS memories_archived_id ON memories (id) WHERE archived_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS memories_active_hash ON memories (hash) WHERE archived_at IS NULL;
 CREATE TABLE IF NOT EXISTS memory_vectors (
     seq       INTEGER PRIMARY KEY,
     embedding BLOB NOT NULL

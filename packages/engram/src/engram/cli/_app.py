@@ -199,7 +199,7 @@ def add(
             f"{counts[e]} {word}" for e, word in (("ADD", "added"), ("UPDATE", "updated"), ("DELETE", "deleted"))
             if counts[e]
         )
-        console.print(f"[green]Remembered for {who}:[/] {done}")
+        console.print(f"[green]Memories of {who}:[/] {done}")
         console.print(changes_table(result["results"]))
     else:
         console.print(f"[green]Nothing new for {who}[/] [dim](already known, or nothing worth remembering)[/]")

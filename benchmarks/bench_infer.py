@@ -328,6 +328,16 @@ def report(a: dict[str, Any], b: list[dict[str, Any]], command: str) -> str:
          "duplicate check (store.list)", "write (store.write)", "the rest"],
         rows_b,
     )
+    r16 = next((r for r in a["rows"] if r["width"] == 16), None)
+    worst = max(b, key=lambda r: r["own_mean_ms"])
+    verdict_rows = []
+    if r16 is not None:
+        verdict_rows.append(["16 adds at once, different scopes, vs one add", f"< {TARGET_RATIO:g}×",
+                             f"{r16['ratio']:.2f}×", "met" if r16["ratio"] < TARGET_RATIO else "**missed**"])
+    verdict_rows.append([f"engram's own time per add at {worst['size']:,} memories (mean, worst share)",
+                         f"≤ {TARGET_OVERHEAD_MS:g} ms", f"{worst['own_mean_ms']:.2f} ms",
+                         "met" if worst["own_mean_ms"] <= TARGET_OVERHEAD_MS else "**missed**"])
+    verdict = "Targets (issue 3, this 2-core machine):\n\n" + table(["target", "goal", "measured", ""], verdict_rows, "lrrl")
     return f"""Machine: {machine()}.
 
 Command: `{command}`.
@@ -363,7 +373,9 @@ building the batch and one SQLite transaction (new memory, updated memory, archi
 history events). The related recall runs one dense search per fact, each a scan of the scope's
 embeddings in the store's numpy index (a memory-bandwidth-bound matrix-vector product, serialised by
 the index lock); "the rest" is the pipeline's own Python (prompts, parsing, building the batch)
-and the worker-thread hops."""
+and the worker-thread hops.
+
+{verdict}"""
 
 
 def main() -> None:

@@ -359,12 +359,9 @@ class Pipeline:
         if hashes:
             from ._filters import parse_filters
 
-            # Looked up by hash alone (an indexed lookup in the SQLite store; with the scope in the
-            # query SQLite walks the scope's index instead) and matched to the scope here. Only the
-            # hashes are used; nothing from another scope leaves this function.
-            held = await self.store.list(None, filters=parse_filters({"hash": {"in": hashes}}), limit=None)
-            s = self.scope
-            existing = {m.hash for m in held if s.matches(m.user_id, m.agent_id, m.run_id)}
+            # The scope is applied inside the store (the SQLite store answers it from its hash index).
+            held = await self.store.list(self.scope, filters=parse_filters({"hash": {"in": hashes}}), limit=None)
+            existing = {m.hash for m in held}
         touched: set[int] = set()
         batch = out.batch
         for a in actions:

@@ -32,10 +32,19 @@ def to_micros_value(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-def scope_sql(scope: Scope | None, params: list[Any], alias: str = "") -> str:
+def scope_sql(scope: Scope | None, params: list[Any], alias: str = "", *, use_index: bool = True) -> str:
+    """``user_id = ? AND ...`` for the scope's fields. ``use_index=False`` writes ``+col = ?``
+    (SQLite's way to keep a term from choosing the index), for queries that a more selective index
+    answers better (a lookup by hash or id)."""
     if scope is None:
         return "1"
-    return " AND ".join(f"{alias}{name} = ?" for name, value in scope.items() if not params.append(value))
+    plus = "" if use_index else "+"
+    return " AND ".join(f"{plus}{alias}{name} = ?" for name, value in scope.items() if not params.append(value))
+
+
+def is_key_lookup(f: Filter | None) -> bool:
+    """A filter that is a plain ``{"hash"|"id": {"in": [...]}}`` (an indexed lookup)."""
+    return isinstance(f, Cmp) and f.op in ("in", "eq") and f.field in ("hash", "id") and f.value is not None
 
 
 def _json_type_of(value: Any) -> str:

@@ -35,7 +35,7 @@ from engram.history.sqlite import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._sql import filter_sql, register_functions, scope_sql
+from ._sql import filter_sql, is_key_lookup, register_functions, scope_sql
 from ._stopwords import STOP_WORDS
 
 SCHEMA_VERSION = 1
@@ -455,7 +455,8 @@ class SQLiteVectorStore:
         archived: bool = False,
     ) -> list[MemoryItem]:
         params: list[Any] = []
-        where = f"{scope_sql(scope, params, 'm.')} AND {filter_sql(filters, params)} AND {_status(archived)}"
+        scoped = scope_sql(scope, params, "m.", use_index=not is_key_lookup(filters))
+        where = f"{scoped} AND {filter_sql(filters, params)} AND {_status(archived)}"
         order = "m.archived_at DESC, m.id DESC" if archived else "m.created_at DESC, m.id DESC"
         sql = f"SELECT {_COLS} FROM memories m WHERE {where} ORDER BY {order}"
         if limit is not None or offset:

@@ -4,6 +4,7 @@ from . import errors
 from ._config import ENV_PREFIX, FusionConfig, InferConfig, MemoryConfig, SearchConfig
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
+from ._http import error_text, parse_retry_after, server_message
 from ._memory import AsyncMemory, fuse_hits, index_text
 from ._protocols import LLM, Embedder, GraphStore, HistoryStore, Reranker, VectorStore
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
@@ -60,6 +61,7 @@ __all__ = [
     "VectorStore",
     "WriteBatch",
     "content_hash",
+    "error_text",
     "errors",
     "fuse",
     "fuse_hits",
@@ -69,6 +71,8 @@ __all__ = [
     "normalize_messages",
     "normalize_minmax",
     "parse_filters",
+    "parse_retry_after",
     "parse_time",
+    "server_message",
     "utcnow",
 ]

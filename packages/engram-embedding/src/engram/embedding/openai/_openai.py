@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import base64
-import email.utils
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -12,6 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import anyio
 import httpx
 import numpy as np
+from engram.core import error_text, parse_retry_after, server_message
 from engram.core.errors import ConfigurationError, InvalidInputError, ProviderError, ProviderTimeoutError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -261,9 +260,9 @@ class OpenAIEmbedder:
         except httpx.TransportError as exc:
             raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})", None) from exc
         if resp.status_code != 200:
-            message = f"HTTP {resp.status_code}: {_server_message(resp)}"
+            message = f"HTTP {resp.status_code}: {server_message(resp)}"
             if resp.status_code in _RETRY_STATUS:
-                raise _Retryable(message, _retry_after(resp.headers))
+                raise _Retryable(message, parse_retry_after(resp.headers))
             raise ProviderError(f"embeddings request to {self._url} was refused: {message}", provider="openai")
         return self._parse(resp, n)
 
@@ -278,7 +277,7 @@ class OpenAIEmbedder:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             if isinstance(payload, dict) and "error" in payload:
                 raise ProviderError(
-                    f"embeddings request to {self._url} failed: {_error_text(payload)}", provider="openai"
+                    f"embeddings request to {self._url} failed: {error_text(payload)}", provider="openai"
                 )
             raise bad("no 'data' list")
         data = payload["data"]
@@ -330,47 +329,3 @@ class OpenAIEmbedder:
         await self.aclose()
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (RFC 9110 §10.2.3:
-    delay-seconds or an HTTP-date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            v = float(ms) / 1000.0
-            if math.isfinite(v) and v >= 0:
-                return v
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if not ra:
-        return None
-    try:
-        v = float(ra)
-        return v if math.isfinite(v) and v >= 0 else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _error_text(payload: Any) -> str:
-    if isinstance(payload, dict):
-        err = payload.get("error", payload.get("detail", payload.get("message")))
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("msg") or str(err)
-            code = err.get("code") or err.get("type")
-            return f"{msg} ({code})" if code else str(msg)
-        if err is not None:
-            return str(err)
-    return str(payload)[:500]
-
-
-def _server_message(resp: httpx.Response) -> str:
-    try:
-        return _error_text(resp.json())
-    except ValueError:
-        text = resp.text.strip()
-        return text[:500] if text else resp.reason_phrase

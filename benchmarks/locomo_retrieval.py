@@ -296,7 +296,7 @@ def report(
     lines = [
         f"Machine: {machine()}.",
         "",
-        f"Command: `{cmd}`. Data: {len(convs)} LoCoMo dev conversations ({', '.join(c.sample_id for c in convs)}), "
+        f"Command: `{cmd}`. Data: {len(convs)} LoCoMo dev conversation{'s' if len(convs) != 1 else ''} ({', '.join(c.sample_id for c in convs)}), "
         f"{info['turns']} turns stored verbatim, one scope per conversation, `{args.embedder}` embedder, "
         f"sqlite store; {sum(n_q[c] for c in MAIN)} questions in categories 1-4 and {n_q[5]} in category 5 "
         f"(questions skipped for lack of valid evidence: {sum(c.skipped_questions for c in convs)}; "
@@ -343,7 +343,7 @@ def report(
         "",
         "Search latency is per question, on the stored conversations, measured in this same run: for the "
         "engram rows it includes embedding the question with the embedder named above; `dense only` includes "
-        "the embedding too; the two BM25 rows do no embedding.",
+        "the embedding too; the BM25 rows do no embedding.",
     ]
     return "\n".join(lines)
 

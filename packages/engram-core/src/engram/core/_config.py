@@ -35,9 +35,9 @@ class FusionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["rsf", "dbsf", "rrf"] = "rsf"
-    dense_weight: float = Field(0.5, ge=0)
-    lexical_weight: float = Field(0.5, ge=0)
-    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(default=0.5, ge=0)
+    lexical_weight: float = Field(default=0.5, ge=0)
+    rrf_k: int = Field(default=60, ge=1)
 
 
 class SearchConfig(BaseModel):
@@ -60,10 +60,10 @@ class SearchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fusion: FusionConfig = FusionConfig()
-    candidates: int = Field(20, ge=1, le=10_000)
-    path_timeout: float = Field(30.0, gt=0)
+    candidates: int = Field(default=20, ge=1, le=10_000)
+    path_timeout: float = Field(default=30.0, gt=0)
     threshold: float | None = None
-    archive_floor: float | None = Field(0.25, ge=-1, le=1)
+    archive_floor: float | None = Field(default=0.25, ge=-1, le=1)
 
 
 class InferConfig(BaseModel):
@@ -76,7 +76,7 @@ class InferConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout: float = Field(120.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0)
 
 
 class MemoryConfig(BaseModel):
@@ -182,7 +182,7 @@ class MemoryConfig(BaseModel):
                 value: Any = json.loads(raw)
             except ValueError:
                 value = raw
-            node = data
+            node: dict[str, Any] = data
             for p in parts[:-1]:
                 child = node.get(p)
                 if isinstance(child, str):  # ENGRAM_LLM=openai plus ENGRAM_LLM__CONFIG__X=...

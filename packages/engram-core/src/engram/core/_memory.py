@@ -8,7 +8,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -136,7 +136,7 @@ class AsyncMemory:
         if self._closed:
             raise ConfigurationError("this memory has been closed")
         c = self.config
-        vector = self.registry.create("vector_store", c.vector_store)
+        vector: Any = self.registry.create("vector_store", c.vector_store)
         embedder = self.registry.create("embedder", c.embedder)
         llm = self.registry.create("llm", c.llm) if c.llm is not None else None
         if c.history_store is not None:
@@ -147,7 +147,7 @@ class AsyncMemory:
         else:
             history, in_store = self.registry.create("history_store", "sqlite:///:memory:"), False
         self._embedder, self._llm, self._history, self._history_in_store = embedder, llm, history, in_store
-        self._vector = vector
+        self._vector = cast("VectorStore", vector)  # isinstance(vector, HistoryStore) narrowed it above
 
     @property
     def vector_store(self) -> VectorStore:

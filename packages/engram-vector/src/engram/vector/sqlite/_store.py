@@ -303,7 +303,7 @@ class SQLiteVectorStore:
         path: str = ""
         fusion: FusionConfig = FusionConfig()
         busy_timeout: float = 30.0
-        speaker_weight: float = Field(1.0, ge=0)
+        speaker_weight: float = Field(default=1.0, ge=0)
 
     capabilities = frozenset({"lexical", "history", "archive", "persistent"})
 
@@ -480,7 +480,7 @@ class SQLiteVectorStore:
             return await self._db.read(self._hybrid, query)
         raise InvalidInputError(f"unknown search mode {query.mode!r}; expected dense, lexical or hybrid")
 
-    def _fetch(self, conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, MemoryItem]:
+    def _fetch(self, conn: sqlite3.Connection, seqs: Sequence[int] | np.ndarray) -> dict[int, MemoryItem]:
         if not len(seqs):
             return {}
         q = f"SELECT {_COLS} FROM memories m WHERE m.seq IN ({','.join('?' * len(seqs))})"

@@ -13,7 +13,7 @@ class MemoryVectorStore:
     """Memories in Python dicts and their embeddings in one numpy matrix.
 
     Dense search is one matrix-vector product over the rows whose scope matches (a vectorised
-    mask); metadata filters are evaluated on those rows only. Archived versions (see
+    mask over integer codes of the scope fields); metadata filters are evaluated on those rows only. Archived versions (see
     :class:`~engram.core.WriteBatch`) stay in the matrix, flagged. No lexical search: use
     ``sqlite`` (``sqlite:///:memory:`` is also ephemeral) when you want BM25.
 
@@ -34,7 +34,8 @@ class MemoryVectorStore:
         self._used = 0
         self._dims: int | None = None
         self._vecs = np.zeros((0, 0), dtype=np.float32)
-        self._scope = np.empty((3, 0), dtype=object)
+        self._codes = np.zeros((3, 0), dtype=np.int32)  # scope fields as integer codes (0 = None)
+        self._code_of: list[dict[str | None, int]] = [{None: 0}, {None: 0}, {None: 0}]
         self._alive = np.zeros(0, dtype=bool)
         self._archived = np.zeros(0, dtype=bool)
 
@@ -49,13 +50,13 @@ class MemoryVectorStore:
         new = max(need, cap * 2, 64)
         vecs = np.zeros((new, self._dims or 0), dtype=np.float32)
         vecs[:cap] = self._vecs
-        scope = np.empty((3, new), dtype=object)
-        scope[:, :cap] = self._scope
+        codes = np.zeros((3, new), dtype=np.int32)
+        codes[:, :cap] = self._codes
         alive = np.zeros(new, dtype=bool)
         alive[:cap] = self._alive
         archived = np.zeros(new, dtype=bool)
         archived[:cap] = self._archived
-        self._vecs, self._scope, self._alive, self._archived = vecs, scope, alive, archived
+        self._vecs, self._codes, self._alive, self._archived = vecs, codes, alive, archived
 
     def _drop(self, row: int) -> None:
         del self._items[row]
@@ -105,7 +106,8 @@ class MemoryVectorStore:
             stored.archived_at = stored.archive_reason = None
             self._items[row] = stored
             self._vecs[row] = it.embedding
-            self._scope[:, row] = (it.user_id, it.agent_id, it.run_id)
+            for k, value in enumerate((it.user_id, it.agent_id, it.run_id)):
+                self._codes[k, row] = self._code_of[k].setdefault(value, len(self._code_of[k]))
             self._alive[row] = True
             self._archived[row] = False
 
@@ -119,15 +121,22 @@ class MemoryVectorStore:
         return [self._copy(self._items[self._active[i]]) for i in ids if i in self._active]
 
     def _select(self, scope: Scope | None, filters: Filter | None, archived: bool = False) -> list[int]:
+        return self._rows(scope, filters, archived).tolist()
+
+    def _rows(self, scope: Scope | None, filters: Filter | None, archived: bool = False) -> np.ndarray:
+        """Rows (int64) of live memories in the scope, active or archived, matching the filter."""
         n = self._used
         mask = self._alive[:n] & (self._archived[:n] if archived else ~self._archived[:n])
         if scope is not None:
             for k, value in enumerate((scope.user_id, scope.agent_id, scope.run_id)):
                 if value is not None:
-                    mask &= self._scope[k, :n] == value
-        rows = np.flatnonzero(mask).tolist()
+                    code = self._code_of[k].get(value)
+                    if code is None:
+                        return np.zeros(0, dtype=np.int64)
+                    mask &= self._codes[k, :n] == code
+        rows = np.flatnonzero(mask)
         if filters is not None:
-            rows = [r for r in rows if matches(filters, self._items[r])]
+            rows = np.asarray([r for r in rows.tolist() if matches(filters, self._items[r])], dtype=np.int64)
         return rows
 
     async def list(
@@ -159,10 +168,15 @@ class MemoryVectorStore:
             raise InvalidInputError(
                 f"query embedding has shape {np.shape(query.embedding)}; this store holds {self._dims} dims"
             )
-        rows = np.asarray(self._select(query.scope, query.filters, query.archived), dtype=np.int64)
+        rows = self._rows(query.scope, query.filters, query.archived)
         if rows.size == 0:
             return []
-        scores = self._vecs[rows] @ np.asarray(query.embedding, dtype=np.float32)
+        q = np.asarray(query.embedding, dtype=np.float32)
+        # One pass over all rows beats gathering most of them (einsum: one thread, no BLAS contention).
+        if rows.size * 3 > self._used:
+            scores = np.einsum("ij,j->i", self._vecs[: self._used], q)[rows]
+        else:
+            scores = np.einsum("ij,j->i", self._vecs[rows], q)
         k = min(query.limit, len(rows))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((rows[top], -scores[top]))]

@@ -4,7 +4,7 @@ from . import errors
 from ._config import ENV_PREFIX, FusionConfig, InferConfig, MemoryConfig, SearchConfig
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
-from ._http import error_text, parse_retry_after, server_message
+from ._http import error_text, parse_retry_after, server_message, url_fields
 from ._memory import AsyncMemory, fuse_hits, index_text
 from ._protocols import LLM, Embedder, GraphStore, HistoryStore, Reranker, VectorStore
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
@@ -74,5 +74,6 @@ __all__ = [
     "parse_retry_after",
     "parse_time",
     "server_message",
+    "url_fields",
     "utcnow",
 ]

@@ -8,8 +8,9 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["error_text", "parse_retry_after", "server_message"]
+__all__ = ["error_text", "parse_retry_after", "server_message", "url_fields"]
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -62,3 +63,19 @@ def server_message(resp: Any) -> str:
     except ValueError:
         text = resp.text.strip()
         return text[:500] if text else resp.reason_phrase
+
+
+def url_fields(url: str, *, path_field: str = "base_url") -> dict[str, Any]:
+    """Config fields from ``scheme://[:KEY@]host[:port][/path]?field=value&...``: ``host`` becomes
+    ``https://host[:port]/path`` (``tls=false`` for ``http://``) under ``path_field``, the password
+    part the ``api_key``, and the query the other fields (last value wins)."""
+    parts = urlsplit(url)
+    fields: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    tls = str(fields.pop("tls", "true")).lower() not in ("0", "false", "no", "off")
+    if parts.hostname:
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        port = f":{parts.port}" if parts.port else ""
+        fields.setdefault(path_field, f"{'https' if tls else 'http'}://{host}{port}{parts.path.rstrip('/')}")
+    if parts.password:
+        fields.setdefault("api_key", unquote(parts.password))
+    return fields

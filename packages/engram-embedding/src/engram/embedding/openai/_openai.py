@@ -5,12 +5,11 @@ import random
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
 import httpx
 import numpy as np
-from engram.core import error_text, parse_retry_after, server_message
+from engram.core import error_text, parse_retry_after, server_message, url_fields
 from engram.core.errors import ConfigurationError, InvalidInputError, ProviderError, ProviderTimeoutError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -128,17 +127,8 @@ class OpenAIEmbedder:
         Raises:
             ConfigurationError: a field the config does not have or a bad value.
         """
-        parts = urlsplit(url)
-        fields: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        tls = str(fields.pop("tls", "true")).lower() not in ("0", "false", "no", "off")
-        if parts.hostname:
-            host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-            port = f":{parts.port}" if parts.port else ""
-            fields.setdefault("base_url", f"{'https' if tls else 'http'}://{host}{port}{parts.path.rstrip('/')}")
-        if parts.password:
-            fields.setdefault("api_key", unquote(parts.password))
         try:
-            return cls(cls.Config(**fields))
+            return cls(cls.Config(**url_fields(url)))
         except ValueError as exc:  # pydantic.ValidationError
             raise ConfigurationError(f"bad openai embedder URL {url!r}: {exc}") from exc
 

@@ -26,11 +26,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
 import httpx
-from engram.core import error_text, parse_retry_after, server_message
+from engram.core import error_text, parse_retry_after, server_message, url_fields
 from engram.core.errors import ConfigurationError, ProviderError, ProviderTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -362,17 +361,3 @@ def extract_json(text: str) -> str | None:
     return None
 
 
-def url_fields(url: str, *, path_field: str = "base_url") -> dict[str, Any]:
-    """Config fields from ``scheme://[:KEY@]host[:port][/path]?field=value&...``: ``host`` becomes
-    ``https://host[:port]/path`` (``tls=false`` for ``http://``) under ``path_field``, the password
-    part the ``api_key``, and the query the other fields (last value wins)."""
-    parts = urlsplit(url)
-    fields: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    tls = str(fields.pop("tls", "true")).lower() not in ("0", "false", "no", "off")
-    if parts.hostname:
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        port = f":{parts.port}" if parts.port else ""
-        fields.setdefault(path_field, f"{'https' if tls else 'http'}://{host}{port}{parts.path.rstrip('/')}")
-    if parts.password:
-        fields.setdefault("api_key", unquote(parts.password))
-    return fields

@@ -10,7 +10,9 @@ from ._protocols import LLM, Embedder, GraphStore, HistoryStore, Reranker, Vecto
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
 from ._sync import Memory
 from ._types import (
+    Entity,
     Event,
+    GraphBatch,
     HistoryEvent,
     LLMResponse,
     MemoryItem,
@@ -22,8 +24,10 @@ from ._types import (
     VectorQuery,
     WriteBatch,
     content_hash,
+    entity_key,
     normalize_messages,
     parse_time,
+    relation_key,
     utcnow,
 )
 
@@ -36,9 +40,11 @@ __all__ = [
     "AsyncMemory",
     "Cmp",
     "Embedder",
+    "Entity",
     "Event",
     "Filter",
     "FusionConfig",
+    "GraphBatch",
     "GraphStore",
     "HistoryEvent",
     "HistoryStore",
@@ -61,6 +67,7 @@ __all__ = [
     "VectorStore",
     "WriteBatch",
     "content_hash",
+    "entity_key",
     "error_text",
     "errors",
     "fuse",
@@ -73,6 +80,7 @@ __all__ = [
     "parse_filters",
     "parse_retry_after",
     "parse_time",
+    "relation_key",
     "server_message",
     "url_fields",
     "utcnow",

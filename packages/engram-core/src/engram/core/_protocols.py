@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ._filters import Filter
 from ._types import (
+    Entity,
+    GraphBatch,
     HistoryEvent,
     LLMResponse,
     MemoryItem,
@@ -154,17 +156,72 @@ class HistoryStore(Protocol):
 
 @runtime_checkable
 class GraphStore(Protocol):
-    """Entities and relations with validity intervals (built out by the graph issue)."""
+    """Entities and relations with validity intervals, per scope.
 
-    async def add_relations(self, relations: Sequence[Relation]) -> None: ...
+    The store keeps what the engine hands it; entity resolution, contradiction and provenance are
+    decided in the engine (:mod:`engram.core._graph`) so that every store behaves the same.
 
-    async def search(self, entities: Sequence[str], scope: Scope, *, limit: int = 10) -> list[Relation]: ...
+    Scope matching is the vector store's: a query scope matches every entity and relation whose
+    ids equal each field the query sets. Lists come back in a stable order (stated per method).
+    Optional capabilities: ``"persistent"`` (data survives reopen) and ``"entity_vectors"``
+    (:meth:`similar_entities` is served by an index rather than a scan; every store must answer it).
+    """
 
-    async def get_all(self, scope: Scope, *, include_expired: bool = False) -> list[Relation]: ...
+    async def apply(self, batch: GraphBatch) -> None:
+        """Write a batch atomically where the store allows (all of it or none of it).
 
-    async def delete_scope(self, scope: Scope) -> None: ...
+        Raises:
+            InvalidInputError: a relation names an entity id that is neither stored nor in the
+                batch, or an embedding whose length differs from the stored ones.
+            ProviderError: the store failed.
+        """
+        ...
 
-    async def reset(self) -> None: ...
+    async def entities(
+        self, scope: Scope, *, keys: Sequence[str] | None = None, ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Entity]:
+        """Entities in ``scope``, narrowed to these :func:`~engram.core.entity_key` keys and/or ids
+        when given (an empty sequence matches nothing). Order: ``created_at``, then ``id``."""
+        ...
+
+    async def similar_entities(
+        self, scope: Scope, embedding: Sequence[float], *, limit: int = 10, min_score: float = -1.0
+    ) -> list[tuple[Entity, float]]:
+        """Entities in ``scope`` with an embedding, by cosine similarity to ``embedding`` (dims
+        floats), best first, at most ``limit``, each with a similarity >= ``min_score``."""
+        ...
+
+    async def relations(
+        self, scope: Scope, *, entity_ids: Sequence[str] | None = None, include_expired: bool = False,
+        memory_ids: Sequence[str] | None = None, limit: int | None = None,
+    ) -> list[Relation]:
+        """Relations in ``scope``: current ones only unless ``include_expired``; narrowed to those
+        whose source or destination is one of ``entity_ids``, and/or whose provenance holds one of
+        ``memory_ids``, when given. Order: ``created_at`` newest first, then ``id``."""
+        ...
+
+    async def neighbors(
+        self, scope: Scope, entity_ids: Sequence[str], *, depth: int = 2, limit: int = 50
+    ) -> list[tuple[Relation, int]]:
+        """Graph recall: current relations within ``depth`` hops of the seed entities, each with its
+        hop count (1 = touches a seed), fewest hops first, then ``mentions`` descending, then
+        ``created_at`` newest first, at most ``limit``. Edges are walked in both directions."""
+        ...
+
+    async def delete_memories(self, memory_ids: Sequence[str]) -> int:
+        """Forget these memories: drop their ids from every relation's provenance, delete the
+        relations whose provenance becomes empty, then delete the entities those relations touched
+        that no relation touches any more. Returns the number of relations deleted."""
+        ...
+
+    async def delete_scope(self, scope: Scope) -> None:
+        """Delete every entity and relation in ``scope``."""
+        ...
+
+    async def reset(self) -> None:
+        """Delete everything."""
+        ...
 
     async def aclose(self) -> None: ...
 

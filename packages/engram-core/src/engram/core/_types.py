@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import InvalidMessageError, InvalidScopeError
+from .errors import InvalidInputError, InvalidMessageError, InvalidScopeError
 
 if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
     import numpy as np
 
 __all__ = [
+    "Entity",
     "Event",
+    "GraphBatch",
     "HistoryEvent",
     "LLMResponse",
     "MemoryItem",
@@ -28,8 +32,10 @@ __all__ = [
     "VectorQuery",
     "WriteBatch",
     "content_hash",
+    "entity_key",
     "normalize_messages",
     "parse_time",
+    "relation_key",
     "utcnow",
 ]
 
@@ -372,12 +378,98 @@ class WriteBatch:
     archive: list[tuple[str, str]] = field(default_factory=list)
 
 
+_KEY_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+_SPACES = re.compile(r"[\s_]+")
+
+
+def entity_key(name: str) -> str:
+    """The resolution key of an entity name: NFKC, case-folded, runs of spaces and underscores made
+    one space, punctuation trimmed from both ends. ``"Alice"``, ``" alice "`` and ``"ALICE."`` share
+    the key ``"alice"``; ``"New_York"`` and ``"new york"`` share ``"new york"``.
+
+    Raises:
+        InvalidInputError: the name has no letter or digit left (an empty key).
+    """
+    key = _KEY_PUNCT.sub("", _SPACES.sub(" ", unicodedata.normalize("NFKC", str(name)).casefold()).strip())
+    if not key:
+        raise InvalidInputError(f"an entity name needs a letter or a digit, got {name!r}")
+    return key
+
+
+def relation_key(name: str) -> str:
+    """A relation name in the graph's form: lower snake case (``"Lives In"`` -> ``"lives_in"``).
+
+    Raises:
+        InvalidInputError: nothing is left of the name.
+    """
+    key = "_".join(re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", str(name)).casefold()))
+    if not key:
+        raise InvalidInputError(f"a relation name needs a letter or a digit, got {name!r}")
+    return key
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(slots=True)
+class Entity:
+    """A node of the graph: a person, place, organisation, thing or idea named in a scope.
+
+    Entities are resolved inside their exact scope (the three ids as written): two entities of one
+    scope never share a :attr:`key`.
+
+    Attributes:
+        name: the name as first written (``"Alice"``).
+        type: a lower-case kind (``"person"``, ``"place"``, ``"organization"``, ...; ``"entity"``
+            when unknown).
+        user_id / agent_id / run_id: the scope the entity belongs to.
+        embedding: the name's embedding (dims floats), used for resolution and entity recall.
+        id: a UUID string.
+        key: :func:`entity_key` of the name (filled in when left empty).
+        mentions: how many times extraction has named it.
+        created_at / updated_at: aware UTC.
+    """
+
+    name: str
+    type: str = "entity"
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    embedding: list[float] | None = None
+    id: str = field(default_factory=_new_id)
+    key: str = ""
+    mentions: int = 1
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = entity_key(self.name)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.user_id, self.agent_id, self.run_id)
+
+
 @dataclass(slots=True)
 class Relation:
-    """A directed relation between two entities in the graph (filled in by the graph issue).
+    """A directed edge ``source -relation-> destination`` between two entities of one scope.
 
-    Times are aware UTC: ``valid_at``/``invalid_at`` bound when it held in the world,
-    ``created_at``/``expired_at`` when engram learned or retired it.
+    Four times, all aware UTC: ``valid_at`` / ``invalid_at`` bound when the fact held in the world
+    (``None``: unknown or open); ``created_at`` / ``expired_at`` bound when engram held it as
+    current (``expired_at`` is set when a newer relation contradicted it; ``None`` while current).
+    A contradicted relation is closed, never deleted, so questions about the past stay answerable.
+
+    Attributes:
+        source / destination: the entity names (as the entities spell them).
+        relation: the predicate in :func:`relation_key` form (``"lives_in"``).
+        user_id / agent_id / run_id: the scope.
+        id: a UUID string.
+        source_id / destination_id: the entity ids.
+        mentions: how many times extraction has stated it.
+        memory_ids: the memories written by the ``add`` calls that stated it (its provenance);
+            deleting all of them deletes the relation.
     """
 
     source: str
@@ -391,6 +483,50 @@ class Relation:
     invalid_at: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
     expired_at: datetime | None = None
+    id: str = field(default_factory=_new_id)
+    source_id: str = ""
+    destination_id: str = ""
+    memory_ids: list[str] = field(default_factory=list)
+
+    @property
+    def current(self) -> bool:
+        """Whether engram still holds it as true (not contradicted)."""
+        return self.expired_at is None
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.user_id, self.agent_id, self.run_id)
+
+    def holds_at(self, when: datetime) -> bool:
+        """Whether the fact held in the world at ``when``: ``valid_at <= when < invalid_at``, an
+        unknown bound counting as open."""
+        return (self.valid_at is None or self.valid_at <= when) and (self.invalid_at is None or when < self.invalid_at)
+
+    def triple(self) -> str:
+        """``"source -relation-> destination"``, for prompts and logs."""
+        return f"{self.source} -{self.relation}-> {self.destination}"
+
+
+@dataclass(slots=True)
+class GraphBatch:
+    """One atomic write to a graph store.
+
+    Attributes:
+        entities: entities to insert, or to replace whole by ``id``.
+        relations: relations to insert, or to replace whole by ``id`` (closing an interval is a
+            replace with ``expired_at`` and ``invalid_at`` set). Their entities are in this batch or
+            already stored.
+        delete_relations: relation ids to delete (unknown ids are ignored).
+        delete_entities: entity ids to delete with every relation that touches them.
+    """
+
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    delete_relations: list[str] = field(default_factory=list)
+    delete_entities: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entities or self.relations or self.delete_relations or self.delete_entities)
 
 
 @dataclass(slots=True)

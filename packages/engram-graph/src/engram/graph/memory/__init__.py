@@ -1,0 +1,1 @@
+"""engram.graph.memory: an in-process graph store (being built)."""

@@ -1,0 +1,1 @@
+"""engram.graph.sqlite: the default graph store (being built)."""

@@ -1,0 +1,1 @@
+"""engram.graph.kuzu: a graph store on embedded Kuzu (being built)."""

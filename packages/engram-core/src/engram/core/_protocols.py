@@ -202,11 +202,16 @@ class GraphStore(Protocol):
         ...
 
     async def neighbors(
-        self, scope: Scope, entity_ids: Sequence[str], *, depth: int = 2, limit: int = 50
+        self, scope: Scope, entity_ids: Sequence[str] = (), *, keys: Sequence[str] = (), depth: int = 2,
+        limit: int = 50,
     ) -> list[tuple[Relation, int]]:
         """Graph recall: current relations within ``depth`` hops of the seed entities, each with its
         hop count (1 = touches a seed), fewest hops first, then ``mentions`` descending, then
-        ``created_at`` newest first, at most ``limit``. Edges are walked in both directions."""
+        ``created_at`` newest first, at most ``limit``. Edges are walked in both directions.
+
+        The seeds are the entities in ``scope`` with one of ``entity_ids`` or one of ``keys``
+        (:func:`~engram.core.entity_key` keys), so that search can walk the graph from the names
+        in a question in one call. No seed found: ``[]``."""
         ...
 
     async def delete_memories(self, memory_ids: Sequence[str]) -> int:

@@ -44,6 +44,7 @@ from ._data import (
     random_unit,
     scope_dataset,
 )
+from ._graph import GraphStoreConformance
 from ._history import HistoryStoreConformance
 from ._requires import CAPABILITIES, ProviderSuite, capabilities_of, requires
 from ._vector import VectorStoreConformance, assert_same_event, assert_same_item, newest_first
@@ -55,6 +56,7 @@ __all__ = [
     "COMBINATIONS",
     "NASTY_QUERIES",
     "Fault",
+    "GraphStoreConformance",
     "HistoryStoreConformance",
     "LLMServer",
     "ProviderSuite",

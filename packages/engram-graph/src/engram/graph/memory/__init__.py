@@ -1,1 +1,5 @@
-"""engram.graph.memory: an in-process graph store (being built)."""
+"""``memory``: an in-process graph store (dicts and numpy), for ephemeral use and tests. Nothing persists."""
+
+from ._store import MemoryGraphStore
+
+__all__ = ["MemoryGraphStore"]

@@ -649,6 +649,24 @@ class GraphStoreConformance(ProviderSuite):
         assert await graph_store.neighbors(Scope(user_id="u1"), [e["lone"].id]) == []
         assert await graph_store.neighbors(Scope(user_id="u1"), []) == []
 
+    async def test_neighbors_from_keys(self, graph_store: Any) -> None:
+        g = self.star()
+        e, r = g["e"], g["r"]
+        await self.apply(graph_store, list(e.values()), list(r.values()))
+        u1 = Scope(user_id="u1")
+        by_id = await graph_store.neighbors(u1, [e["z1"].id], depth=2)
+        by_key = await graph_store.neighbors(u1, keys=[e["z1"].key], depth=2)
+        assert [(x.id, h) for x, h in by_key] == [(x.id, h) for x, h in by_id], (
+            "a key seeds like the entity's id"
+        )
+        both = {x.id: h for x, h in await graph_store.neighbors(u1, [e["z1"].id], keys=["hub"], depth=1)}
+        assert both == {r["z1-y1"].id: 1, r["hub-x1"].id: 1, r["x2-hub"].id: 1}, "ids and keys seed together"
+        assert await graph_store.neighbors(u1, keys=["nobody"]) == [], "no seed found: no neighbors"
+        assert await graph_store.neighbors(Scope(user_id="u2"), keys=["hub"]) == [], (
+            "keys resolve in the scope"
+        )
+        assert await graph_store.neighbors(u1) == []
+
     async def test_neighbors_depth_one_stops(self, graph_store: Any) -> None:
         ents, rels = self.chain(["a", "b", "c", "d", "e"])
         await self.apply(graph_store, ents, rels)

@@ -258,13 +258,23 @@ class MemoryGraphStore:
         return [copy_relation(r) for r in out[:limit]]
 
     async def neighbors(
-        self, scope: Scope, entity_ids: Sequence[str], *, depth: int = 2, limit: int = 50
+        self,
+        scope: Scope,
+        entity_ids: Sequence[str] = (),
+        *,
+        keys: Sequence[str] = (),
+        depth: int = 2,
+        limit: int = 50,
     ) -> list[tuple[Relation, int]]:
-        """Current relations within ``depth`` hops of the seeds, walked in both directions
-        (breadth first), each with its hop count; see :class:`~engram.core.GraphStore`."""
+        """Current relations within ``depth`` hops of the seeds (the entities in ``scope`` with one of
+        ``entity_ids`` or ``keys``), walked in both directions (breadth first), each with its hop
+        count; see :class:`~engram.core.GraphStore`."""
         if depth < 1 or limit < 1:
             return []
-        seen = set(entity_ids)
+        seeds = {i for i in entity_ids if i in self._entities} | {
+            i for k in keys for i in self._by_key.get(k, ())
+        }
+        seen = {i for i in seeds if scope.matches(*_scope_of(self._entities[i]))}
         frontier = list(seen)
         found: dict[str, int] = {}
         for hop in range(1, depth + 1):

@@ -1,7 +1,7 @@
 """engram.core: types, provider protocols, the registry, configuration, errors and the engine."""
 
 from . import errors
-from ._config import ENV_PREFIX, FusionConfig, InferConfig, MemoryConfig, SearchConfig
+from ._config import ENV_PREFIX, FusionConfig, GraphConfig, InferConfig, MemoryConfig, SearchConfig
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
 from ._http import error_text, parse_retry_after, server_message, url_fields
@@ -45,6 +45,7 @@ __all__ = [
     "Filter",
     "FusionConfig",
     "GraphBatch",
+    "GraphConfig",
     "GraphStore",
     "HistoryEvent",
     "HistoryStore",

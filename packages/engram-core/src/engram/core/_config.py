@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "FusionConfig", "InferConfig", "MemoryConfig", "SearchConfig"]
+__all__ = ["ENV_PREFIX", "FusionConfig", "GraphConfig", "InferConfig", "MemoryConfig", "SearchConfig"]
 
 ENV_PREFIX = "ENGRAM_"
 PROVIDER_FIELDS = ("llm", "embedder", "vector_store", "graph_store", "history_store", "reranker")
@@ -79,6 +79,44 @@ class InferConfig(BaseModel):
     timeout: float = Field(default=120.0, gt=0)
 
 
+SINGLE_VALUED = (
+    "lives_in", "works_at", "works_for", "employed_by", "married_to", "engaged_to", "dating", "based_in",
+    "located_in", "studies_at", "reports_to", "has_job_title", "has_role", "has_age", "has_status",
+)
+
+
+class GraphConfig(BaseModel):
+    """Graph memory settings (used when ``graph_store`` is set; see :mod:`engram.core._graph`).
+
+    Attributes:
+        entity_threshold: cosine similarity of name embeddings at or above which a new name is
+            merged into a stored entity of the same scope. 0.9: with the local MiniLM, "NYC" and
+            "New York" score 0.94 and "Acme Corp" and "Acme Corporation" 0.98, while "Berlin" and
+            "Munich" score 0.71 and "Alice" and "Alice Smith" 0.82 (kept apart: maybe two people).
+        query_entity_threshold: cosine similarity between a question's embedding and an entity
+            name's at or above which the entity counts as named by the question, besides the exact
+            name matches of its words. 0.75: "Tell me about Paris" and "Paris" score 0.79, an
+            unrelated question and a name about 0.2.
+        depth: hops graph recall walks from the question's entities (1-5).
+        relations: at most this many relations returned by search.
+        entity_boost: ``score += entity_boost * e`` for a memory mentioning the question's entities
+            (``e`` in [0, 1]); 0.1 is a tie-breaker on the rsf scale, never a rewrite of it.
+        graph_boost: ``score += graph_boost / hops`` for a memory that stated a recalled relation.
+        single_valued: relation names that hold one value at a time, for the rule used when the
+            LLM's contradiction decision cannot be used (and shown to the LLM as a hint).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity_threshold: float = Field(default=0.9, ge=-1, le=1)
+    query_entity_threshold: float = Field(default=0.75, ge=-1, le=1)
+    depth: int = Field(default=2, ge=1, le=5)
+    relations: int = Field(default=20, ge=0, le=1000)
+    entity_boost: float = Field(default=0.1, ge=0)
+    graph_boost: float = Field(default=0.05, ge=0)
+    single_valued: tuple[str, ...] = SINGLE_VALUED
+
+
 class MemoryConfig(BaseModel):
     """Everything :class:`~engram.core.AsyncMemory` needs; every field has a working default.
 
@@ -91,9 +129,13 @@ class MemoryConfig(BaseModel):
         llm: ``None`` stores messages verbatim; an LLM enables ``add(infer=True)``.
         history_store: ``None`` uses the vector store's own history when it keeps one (the SQLite
             store does, in the same transaction as the memories), else an in-memory SQLite history.
-        graph_store, reranker: off by default.
+        graph_store: ``None`` (default) keeps no graph; ``"sqlite"`` keeps entities and relations in
+            the SQLite vector store's database file (its own file otherwise), ``"memory"``,
+            ``"kuzu"`` or ``"neo4j"`` elsewhere. Graph extraction needs an LLM.
+        reranker: off by default.
         search: see :class:`SearchConfig`.
         infer: see :class:`InferConfig`.
+        graph: see :class:`GraphConfig`.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -106,6 +148,7 @@ class MemoryConfig(BaseModel):
     reranker: Any = None
     search: SearchConfig = SearchConfig()
     infer: InferConfig = InferConfig()
+    graph: GraphConfig = GraphConfig()
 
     @field_validator(*PROVIDER_FIELDS)
     @classmethod

@@ -6,7 +6,9 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,23 +17,27 @@ import anyio
 from ._config import MemoryConfig
 from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
 from ._fusion import fuse
+from ._graph import GraphOutcome, GraphPipeline, apply_graph_boost, holds_at, query_keys, relation_dict
 from ._pipeline import InferOutcome, Pipeline
-from ._protocols import Embedder, HistoryStore, VectorStore
+from ._protocols import Embedder, GraphStore, HistoryStore, VectorStore
 from ._registry import Registry
 from ._types import (
+    Entity,
     Event,
     HistoryEvent,
     MemoryItem,
     Message,
+    Relation,
     Scope,
     ScoredMemory,
     VectorQuery,
     WriteBatch,
     content_hash,
     normalize_messages,
+    parse_time,
     utcnow,
 )
-from .errors import ConfigurationError, InvalidInputError, MemoryNotFoundError, ProviderError
+from .errors import ConfigurationError, EngramError, InvalidInputError, MemoryNotFoundError, ProviderError
 
 if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
     import numpy as np
@@ -120,6 +126,7 @@ class AsyncMemory:
         self._embedder: Embedder | None = None
         self._history: HistoryStore | None = None
         self._history_in_store = False
+        self._graph: GraphStore | None = None
         self._llm: Any = None
         self._closed = False
 
@@ -146,8 +153,16 @@ class AsyncMemory:
             history, in_store = vector, True
         else:
             history, in_store = self.registry.create("history_store", "sqlite:///:memory:"), False
+        graph = self._make_graph(c.graph_store, vector) if c.graph_store is not None else None
         self._embedder, self._llm, self._history, self._history_in_store = embedder, llm, history, in_store
+        self._graph = graph
         self._vector = cast("VectorStore", vector)  # isinstance(vector, HistoryStore) narrowed it above
+
+    def _make_graph(self, spec: Any, vector: Any) -> GraphStore:
+        """The graph store; a bare ``"sqlite"`` shares the SQLite vector store's database file."""
+        if spec == "sqlite" and isinstance(getattr(vector, "path", None), str) and type(vector).__module__.startswith("engram.vector.sqlite"):
+            spec = {"provider": "sqlite", "config": {"path": vector.path}}
+        return cast("GraphStore", self.registry.create("graph_store", spec))
 
     @property
     def vector_store(self) -> VectorStore:
@@ -162,6 +177,12 @@ class AsyncMemory:
         return self._embedder
 
     @property
+    def graph_store(self) -> GraphStore | None:
+        """The graph store, or ``None`` when the configuration keeps no graph."""
+        self._ensure()
+        return self._graph
+
+    @property
     def history_store(self) -> HistoryStore:
         self._ensure()
         assert self._history is not None
@@ -170,11 +191,11 @@ class AsyncMemory:
     async def aclose(self) -> None:
         """Release every provider. Safe to call twice."""
         seen: set[int] = set()
-        for p in (self._vector, self._history, self._embedder, self._llm):
+        for p in (self._vector, self._history, self._graph, self._embedder, self._llm):
             if p is not None and id(p) not in seen:
                 seen.add(id(p))
                 await p.aclose()
-        self._vector = self._embedder = self._history = self._llm = None
+        self._vector = self._embedder = self._history = self._graph = self._llm = None
         self._closed = True
 
     async def __aenter__(self) -> AsyncMemory:
@@ -292,18 +313,68 @@ class AsyncMemory:
                                 metadata={"source": "procedural"})
                 )
                 out.results.append({"id": item.id, "memory": summary, "event": "ADD"})
-        else:
+            await self._finish(scope, keep, metas, out)
+            return {"results": out.results, "infer": out.report()}
+        # Facts and graph side by side (DESIGN §3, step 5); neither writes until both are done.
+        graph_out: GraphOutcome | None = None
+
+        async def graph_side() -> None:
+            nonlocal graph_out
+            gp = GraphPipeline(
+                self._llm, self._graph, self._embed, scope, now, self.config.infer.timeout, self.config.graph
+            )
+            speaker = actor or scope.user_id or scope.agent_id or scope.run_id or "user"
+            graph_out = await gp.run(keep, speaker)
+
+        if self._graph is None:
             out = await pipe.run(keep, actor, role)
+        else:
+            with _unwrap_single():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(graph_side)
+                    out = await pipe.run(keep, actor, role)
+        if graph_out is None:
+            await self._finish(scope, keep, metas, out)
+            return {"results": out.results, "infer": out.report()}
+        await self._finish(scope, keep, metas, out, commit=False)
+        result: dict[str, Any] = {"results": out.results, "infer": out.report()}
+        g = graph_out
+        g.link([it.id for it in out.batch.upserts if it.archived_at is None])
+        for problem in g.problems:
+            log.warning("engram add (graph): %s", problem)
+        if g.failed:
+            log.warning("engram add (graph): %s", g.failed)
+
+        async def apply_graph() -> None:
+            try:
+                if g.batch:
+                    await self._graph.apply(g.batch)  # type: ignore[union-attr]
+            except EngramError as exc:  # the memories are kept; the report says the graph missed this add
+                g.failed = f"graph write failed ({type(exc).__name__}: {exc}); the graph was not changed"
+                g.added, g.closed, g.mentioned = [], [], []
+                log.warning("engram add (graph): %s", g.failed)
+
+        with _unwrap_single():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._commit, out.batch)
+                tg.start_soon(apply_graph)
+        rep_ = g.report()
+        result["relations"] = {"added": rep_.pop("added"), "closed": rep_.pop("closed")}
+        result["infer"]["graph"] = rep_
+        return result
+
+    async def _finish(
+        self, scope: Scope, keep: list[Message], metas: list[dict[str, Any]], out: InferOutcome, commit: bool = True
+    ) -> None:
+        """Log the pipeline's problems, store the messages verbatim when it fell back, and commit."""
         for problem in out.problems:
             log.warning("engram add: %s", problem)
         if out.fallback is not None:
             log.warning("engram add: %s", out.fallback)
-            batch = await self._verbatim(scope, keep, metas)
-            await self._commit(batch)
-            results = [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]
-            return {"results": results, "infer": out.report()}
-        await self._commit(out.batch)
-        return {"results": out.results, "infer": out.report()}
+            out.batch = await self._verbatim(scope, keep, metas)
+            out.results = [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in out.batch.upserts]
+        if commit:
+            await self._commit(out.batch)
 
     async def _verbatim(self, scope: Scope, keep: list[Message], metas: list[dict[str, Any]]) -> WriteBatch:
         """Each message as one memory, with its ADD event."""
@@ -345,7 +416,12 @@ class AsyncMemory:
 
         Dense recall (cosine similarity of embeddings) and lexical recall (BM25, where the store
         has it) run concurrently, each fetching ``config.search.candidates`` hits, and are fused
-        with ``config.search.fusion`` (relative score fusion by default, see :func:`fuse`).
+        with ``config.search.fusion`` (relative score fusion by default, see :func:`fuse`). With a
+        graph store, entity recall (the question's names) and graph recall (relations within
+        ``config.graph.depth`` hops of them) run in the same task group, and memories that mention
+        the matched entities or stated the recalled relations are boosted (formula in
+        :mod:`engram.core._graph`). Each path runs under ``config.search.path_timeout``; a path
+        that fails or times out is left out and named in ``"missing"``.
 
         Args:
             query: any string; it is never parsed as a query language.
@@ -359,13 +435,16 @@ class AsyncMemory:
                 ``config.search.archive_floor``.
 
         Returns:
-            ``{"results": [memory dict + "score" (fused, in [0, 1] for rsf/dbsf) + "scores"
-            (per path: dense cosine, lexical BM25); archived versions carry "archived": true,
-            "archived_at" and "archive_reason"], "relations": []}``.
+            ``{"results": [memory dict + "score" (fused, in [0, 1] for rsf/dbsf, plus the graph
+            boosts) + "scores" (per path: dense cosine, lexical BM25, entity share, graph 1/hops);
+            archived versions carry "archived": true, "archived_at" and "archive_reason"],
+            "relations": [current relations near the question's entities, fewest hops first, each
+            {"source", "relationship", "destination", "hops", times...}] (empty without a graph
+            store)}``, plus ``"missing": {path: why}`` when a path failed or timed out.
 
         Raises:
             InvalidScopeError, InvalidFilterError, InvalidInputError: bad arguments.
-            ProviderError: a provider failed.
+            ProviderError: every path failed (the first failure is raised).
         """
         scope = Scope(user_id, agent_id, run_id)
         if not isinstance(query, str):
@@ -378,44 +457,112 @@ class AsyncMemory:
             isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold)
         ):
             raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
-        hits = await self._recall(query, scope, parsed, limit, include_archived)
+        recall = await self._recall(query, scope, parsed, limit, include_archived)
+        hits = recall.hits
         if threshold is not None:
             hits = [h for h in hits if h.score >= threshold]
-        results = [_hit_dict(h) for h in hits[:limit]]
-        return {"results": results, "relations": []}
+        out: dict[str, Any] = {
+            "results": [_hit_dict(h) for h in hits[:limit]],
+            "relations": [relation_dict(r, hops) for r, hops in recall.relations[: self.config.graph.relations]],
+        }
+        if recall.missing:
+            out["missing"] = recall.missing
+        return out
 
     async def _recall(
         self, query: str, scope: Scope, filters: Filter | None, limit: int, include_archived: bool = False
-    ) -> list[ScoredMemory]:
-        sc = self.config.search
+    ) -> _Recall:
+        """Every recall path in one task group, each under ``search.path_timeout``; a path that
+        fails or times out is reported in ``missing`` and the others answer. Raises the first
+        failure only when no path answered."""
+        sc, gc = self.config.search, self.config.graph
         k = max(limit, sc.candidates)
-        store = self.vector_store
+        store, graph = self.vector_store, self._graph
         caps = getattr(store, "capabilities", ())
         lexical = "lexical" in caps and bool(query.strip())
-        vector = (await self._embed([query], "query"))[0]
+        rec = _Recall()
+        errors: dict[str, BaseException] = {}
+        vector: Any = None
+        try:
+            vector = (await self._embed([query], "query"))[0]
+        except (EngramError, TimeoutError) as exc:
+            errors["dense"] = exc
+        keys = query_keys(query) if graph is not None else []
+        entities: dict[str, Entity] = {}
+
+        async def guarded(path: str, fn: Callable[[], Awaitable[None]]) -> None:
+            try:
+                with anyio.fail_after(sc.path_timeout):
+                    await fn()
+            except TimeoutError as exc:
+                errors[path] = TimeoutError(f"timed out after {sc.path_timeout:g} s")
+                errors[path].__cause__ = exc
+            except EngramError as exc:
+                errors[path] = exc
 
         async def paths(archived: bool) -> dict[str, list[ScoredMemory]]:
             found: dict[str, list[ScoredMemory]] = {}
 
-            async def run(path: str, q: VectorQuery) -> None:
-                with anyio.fail_after(sc.path_timeout):
+            def memory_path(path: str, q: VectorQuery) -> Callable[[], Awaitable[None]]:
+                async def run() -> None:
                     found[path] = await store.search(q)
+                return run
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run, "dense", VectorQuery(scope, vector, query, filters, k, "dense", archived))
-                if lexical:
-                    tg.start_soon(run, "lexical", VectorQuery(scope, None, query, filters, k, "lexical", archived))
+            async def entity_path() -> None:
+                assert graph is not None
+                async with anyio.create_task_group() as tg:
+                    async def by_name() -> None:
+                        for e in await graph.entities(scope, keys=keys):
+                            entities[e.id] = e
+
+                    async def by_vector() -> None:
+                        hits = await graph.similar_entities(scope, vector.tolist(), limit=5,
+                                                            min_score=gc.query_entity_threshold)
+                        for e, _ in hits:
+                            entities.setdefault(e.id, e)
+
+                    if keys:
+                        tg.start_soon(by_name)
+                    if vector is not None:
+                        tg.start_soon(by_vector)
+
+            async def graph_path() -> None:
+                assert graph is not None
+                rec.relations = await graph.neighbors(scope, keys=keys, depth=gc.depth, limit=max(gc.relations, k))
+
+            with _unwrap_single():
+                async with anyio.create_task_group() as tg:
+                    if vector is not None:
+                        q = VectorQuery(scope, vector, query, filters, k, "dense", archived)
+                        tg.start_soon(guarded, "dense", memory_path("dense", q))
+                    if lexical:
+                        q = VectorQuery(scope, None, query, filters, k, "lexical", archived)
+                        tg.start_soon(guarded, "lexical", memory_path("lexical", q))
+                    if graph is not None and not archived:
+                        tg.start_soon(guarded, "entity", entity_path)
+                        if keys:
+                            tg.start_soon(guarded, "graph", graph_path)
             return found
 
         found = await paths(False)
-        if "archive" in caps:
+        if "archive" in caps and "dense" not in errors:
             best = max((h.score for h in found.get("dense", ())), default=-math.inf)
             if include_archived or (sc.archive_floor is not None and best < sc.archive_floor):
                 old = await paths(True)
                 for path, hits in old.items():  # one ranking per path, active and archived together
                     merged = sorted([*found.get(path, ()), *hits], key=lambda h: -h.score)
                     found[path] = merged[:k]
-        return fuse_hits(found, sc.fusion.model_dump())
+        if errors and not found and not rec.relations and not entities:
+            first = errors.get("dense") or next(iter(errors.values()))
+            raise first
+        rec.missing = {p: f"{type(e).__name__}: {e}" for p, e in errors.items()}
+        for p, e in errors.items():
+            log.warning("engram search: the %s path is missing (%s: %s)", p, type(e).__name__, e)
+        rec.hits = fuse_hits(found, sc.fusion.model_dump())
+        if graph is not None:
+            rec.hits = apply_graph_boost(rec.hits, list(entities.values()), rec.relations, gc.entity_boost,
+                                         gc.graph_boost)
+        return rec
 
     # -- read ----------------------------------------------------------------------------------
 
@@ -443,7 +590,56 @@ class AsyncMemory:
         items = await self.vector_store.list(scope, filters=parsed, limit=limit)
         if include_archived and len(items) < limit and "archive" in getattr(self.vector_store, "capabilities", ()):
             items += await self.vector_store.list(scope, filters=parsed, limit=limit - len(items), archived=True)
-        return {"results": [i.to_dict() for i in items]}
+        out: dict[str, Any] = {"results": [i.to_dict() for i in items]}
+        if self._graph is not None:  # as mem0 does when a graph is configured
+            out["relations"] = [relation_dict(r) for r in await self._graph.relations(scope, limit=limit)]
+        return out
+
+    async def get_graph(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        include_expired: bool = False,
+        at: Any = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """The scope's entities and relations.
+
+        Args:
+            include_expired: also the relations a newer one contradicted (closed intervals).
+            at: a time (datetime, ISO 8601 string or POSIX seconds): only the relations that held
+                in the world then (``valid_at <= at < invalid_at``; a relation with no ``valid_at``
+                counts from when engram learned it), current or closed. Answers "where did Alice
+                live in 2023?".
+            limit: at most this many relations (newest first); all when ``None``.
+
+        Returns:
+            ``{"entities": [{"id", "name", "type", "mentions", "created_at", ...}], "relations":
+            [relation dicts, newest first]}``; both empty without a graph store.
+
+        Raises:
+            InvalidInputError: ``at`` is not a time, or a bad limit.
+        """
+        scope = Scope(user_id, agent_id, run_id)
+        if limit is not None:
+            limit = _check_limit(limit)
+        when = None
+        if at is not None:
+            try:
+                when = parse_time(at)
+            except ValueError as exc:
+                raise InvalidInputError(f"at: {exc}") from None
+        graph = self.graph_store
+        if graph is None:
+            return {"entities": [], "relations": []}
+        ents, rels = await graph.entities(scope), await graph.relations(
+            scope, include_expired=include_expired or when is not None, limit=None if when else limit
+        )
+        if when is not None:
+            rels = holds_at(rels, when)[:limit]
+        return {"entities": [_entity_dict(e) for e in ents], "relations": [relation_dict(r) for r in rels]}
 
     async def count(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
@@ -494,7 +690,8 @@ class AsyncMemory:
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
         """Delete one memory and its archived versions, as a user asking to forget expects; its
-        history events stay (as in mem0). (The LLM pipeline's DELETE archives instead.)
+        history events stay (as in mem0). (The LLM pipeline's DELETE archives instead.) In the
+        graph, the relations it was the only provenance of go too, with the entities left unused.
 
         Raises:
             MemoryNotFoundError: no memory has that id.
@@ -502,6 +699,8 @@ class AsyncMemory:
         items = await self.vector_store.get([_check_id(memory_id)])
         if not items:
             raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+        if self._graph is not None:  # first, so a failure leaves the memory to delete again
+            await self._graph.delete_memories([memory_id])
         await self._commit(WriteBatch(deletes=[memory_id], events=[_delete_event(items[0])]))
         return {"id": memory_id, "event": "DELETE", "message": "Memory deleted successfully!"}
 
@@ -509,7 +708,7 @@ class AsyncMemory:
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
         """Delete every memory in the scope, with its archived versions (one DELETE history event
-        per active memory; the history itself stays).
+        per active memory; the history itself stays), and every entity and relation of the scope.
 
         Returns:
             ``{"deleted": n, "message": ...}``.
@@ -520,12 +719,16 @@ class AsyncMemory:
         ids = [i.id for i in items]
         if "archive" in getattr(store, "capabilities", ()):  # archived versions go too
             ids += sorted({i.id for i in await store.list(scope, limit=None, archived=True)} - set(ids))
+        if self._graph is not None:  # every entity and relation of the scope, stated by a memory or not
+            await self._graph.delete_scope(scope)
         if ids:
             await self._commit(WriteBatch(deletes=ids, events=[_delete_event(i) for i in items]))
         return {"deleted": len(items), "message": f"Deleted {len(items)} memories"}
 
     async def reset(self) -> None:
-        """Delete every memory and all history, in every scope."""
+        """Delete every memory, all history and the whole graph, in every scope."""
+        if self.graph_store is not None:
+            await self.graph_store.reset()
         await self.vector_store.reset()
         if not self._history_in_store:
             await self.history_store.reset()
@@ -561,6 +764,33 @@ class AsyncMemory:
     async def export_items(self, scope: Scope | None = None) -> list[MemoryItem]:
         """Every memory in the scope (all scopes when ``None``), oldest first."""
         return list(reversed(await self.vector_store.list(scope, limit=None)))
+
+
+@contextmanager
+def _unwrap_single() -> Iterator[None]:
+    """Re-raise a task group's lone exception as itself, so callers see the error they would
+    without the task group (a ProviderError stays a ProviderError)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise group.exceptions[0] from None
+        raise
+
+
+def _entity_dict(e: Entity) -> dict[str, Any]:
+    return {
+        "id": e.id, "name": e.name, "type": e.type, "user_id": e.user_id, "agent_id": e.agent_id,
+        "run_id": e.run_id, "mentions": e.mentions, "created_at": e.created_at.isoformat(),
+        "updated_at": e.updated_at.isoformat() if e.updated_at else None,
+    }
+
+
+@dataclass(slots=True)
+class _Recall:
+    hits: list[ScoredMemory] = field(default_factory=list)
+    relations: list[tuple[Relation, int]] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def _delete_event(item: MemoryItem) -> HistoryEvent:

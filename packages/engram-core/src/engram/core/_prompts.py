@@ -15,6 +15,8 @@ __all__ = [
     "DECIDE_V1",
     "EXTRACT_AGENT_V1",
     "EXTRACT_USER_V1",
+    "GRAPH_DECIDE_V1",
+    "GRAPH_EXTRACT_V1",
     "MEMORY_CATEGORIES",
     "MEMORY_TYPES",
     "PROCEDURAL_V1",
@@ -98,3 +100,47 @@ Lessons: what worked, what failed and how it was worked around, what to do diffe
 
 Keep every concrete detail the next run would need. Do not invent steps that are not in the \
 conversation. Answer with the summary as plain text."""
+
+GRAPH_EXTRACT_V1 = """You build a knowledge graph from a conversation: the entities it names and \
+the relations between them, so that an assistant can later answer questions about who and what \
+is connected, and since when.
+
+Entities: people, pets, places, organisations, products, projects, events, works, and other \
+named or clearly identified things. Give each its name as the conversation spells it, and a \
+lower-case "type": person, animal, place, organization, product, project, event, work, concept \
+or other. When someone speaks of themselves ("I", "me", "my"), use the speaker's name given \
+below, never "I" or "user".
+
+Relations: directed, from "source" to "destination", both named in "entities". Name each \
+relation in lower snake case with a verb first and without tense words: lives_in, works_at, \
+married_to, has_pet, likes, dislikes, knows, studies_at, born_in, owns, member_of, plans_to_visit. \
+Keep one relation per statement; split a sentence holding several.
+
+Time: the current date and each message's date are given. When the conversation says when a \
+relation started or stopped holding, give it as an absolute date ("2024-05-07", "2024-05" or \
+"2024") in "valid_at" or "invalid_at", counted from the date of the message that says it; \
+otherwise leave them out. When a message says that a relation no longer holds ("I moved out of \
+Paris", "we broke up"), give that relation with "ended": true.
+
+Take only what the conversation states; never invent. If nothing qualifies, give empty lists.
+Answer by calling the tool, or with one JSON object and nothing else:
+{"entities": [{"name": "...", "type": "..."}], "relations": [{"source": "...", "relation": "...", "destination": "...", "valid_at": "...", "invalid_at": "...", "ended": false}]}"""
+
+GRAPH_DECIDE_V1 = """You keep a knowledge graph current. You are given relations already stored \
+as current (each under a small integer "id") and new relations just learned (each under an \
+integer "new"). Decide which stored relations a new relation contradicts: the stored one can no \
+longer be true now that the new one is.
+
+- A relation that holds one value at a time (marked "single_valued", such as lives_in, works_at, \
+married_to) is contradicted by a new relation with the same source and name but another \
+destination: "Alice lives_in Paris" is contradicted by "Alice lives_in Rome".
+- A relation that can hold many values at once (likes, knows, visited, has_pet) is not \
+contradicted by another value: "Alice likes tea" stands beside "Alice likes coffee". It is \
+contradicted only by its opposite ("Alice dislikes tea" contradicts "Alice likes tea").
+- For relations not marked, judge by their meaning in the same way.
+- A stored relation that the new relations do not contradict stays; when unsure, keep it.
+
+Use only the ids listed under "stored" and the numbers listed under "new".
+Answer by calling the tool, or with one JSON object and nothing else:
+{"contradicted": [{"id": <stored id>, "new": <new relation number>}]}
+Answer {"contradicted": []} when nothing is contradicted."""

@@ -92,6 +92,9 @@ class Memory:
     def delete_all(self, **kwargs: Any) -> dict[str, Any]:
         return self._loop.call(self._async.delete_all(**kwargs))
 
+    def get_graph(self, **kwargs: Any) -> dict[str, Any]:
+        return self._loop.call(self._async.get_graph(**kwargs))
+
     def history(self, memory_id: str) -> list[dict[str, Any]]:
         return self._loop.call(self._async.history(memory_id))
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from engram.core import (
     Entity,
+    Event,
     GraphBatch,
     GraphStore,
+    HistoryEvent,
     MemoryItem,
     Registry,
     Relation,
@@ -21,6 +23,7 @@ from engram.core import (
 )
 from engram.core.errors import ConfigurationError, InvalidInputError, ProviderError
 from engram.graph.sqlite import SQLiteGraphStore
+from engram.history.sqlite import SQLiteHistoryStore
 from engram.testing import GraphStoreConformance
 from engram.vector.sqlite import SQLiteVectorStore
 
@@ -116,6 +119,28 @@ async def test_shares_one_file_with_the_vector_store(tmp_path: Path) -> None:
         } <= tables
     finally:
         conn.close()
+
+
+async def test_shares_one_file_with_the_history_store(tmp_path: Path) -> None:
+    path = str(tmp_path / "engram.db")
+    history = SQLiteHistoryStore(SQLiteHistoryStore.Config(path=path))
+    graph = SQLiteGraphStore(SQLiteGraphStore.Config(path=path))
+    ents, rels = _graph()
+    event = HistoryEvent(
+        id="e1", memory_id="m1", event=Event.ADD, old_memory=None, new_memory="x", user_id="u"
+    )
+    await history.add_events([event])
+    await graph.apply(GraphBatch(ents, rels))
+    await history.aclose()
+    await graph.aclose()
+    history = SQLiteHistoryStore(SQLiteHistoryStore.Config(path=path))
+    graph = SQLiteGraphStore(SQLiteGraphStore.Config(path=path))
+    try:
+        assert [e.id for e in await history.history("m1")] == ["e1"]
+        assert [r.id for r in await graph.relations(Scope(user_id="u"), memory_ids=["m1"])] == [rels[0].id]
+    finally:
+        await history.aclose()
+        await graph.aclose()
 
 
 async def test_memory_filters_use_the_index(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ CAPABILITIES: dict[str, str] = {
     "history": "the store is also a HistoryStore and writes WriteBatch.events with the batch",
     "persistent": "data survives closing the store and opening it again (the test class's reopen hook)",
     "archive": "WriteBatch.archive keeps old versions, listable and searchable with archived=True",
-    "entity_vectors": "GraphStore.similar_entities is served by a vector index rather than a scan",
 }
 
 _ATTR = "__engram_requires__"

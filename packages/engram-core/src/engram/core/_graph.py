@@ -72,7 +72,16 @@ MAX_ENTITIES = 100
 MAX_RELATIONS = 100
 MAX_QUERY_KEYS = 64
 ENTITY_TYPES = (
-    "person", "animal", "place", "organization", "product", "project", "event", "work", "concept", "other",
+    "person",
+    "animal",
+    "place",
+    "organization",
+    "product",
+    "project",
+    "event",
+    "work",
+    "concept",
+    "other",
 )
 
 _STRING = {"type": "string"}
@@ -88,7 +97,10 @@ GRAPH_TOOL = {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {"name": _STRING, "type": {"type": "string", "enum": list(ENTITY_TYPES)}},
+                        "properties": {
+                            "name": _STRING,
+                            "type": {"type": "string", "enum": list(ENTITY_TYPES)},
+                        },
                         "required": ["name", "type"],
                     },
                 },
@@ -97,8 +109,12 @@ GRAPH_TOOL = {
                     "items": {
                         "type": "object",
                         "properties": {
-                            "source": _STRING, "relation": _STRING, "destination": _STRING,
-                            "valid_at": _STRING, "invalid_at": _STRING, "ended": {"type": "boolean"},
+                            "source": _STRING,
+                            "relation": _STRING,
+                            "destination": _STRING,
+                            "valid_at": _STRING,
+                            "invalid_at": _STRING,
+                            "ended": {"type": "boolean"},
                         },
                         "required": ["source", "relation", "destination"],
                     },
@@ -188,7 +204,11 @@ def parse_graph(data: Mapping[str, Any] | None, problems: list[str]) -> Extracte
     if not isinstance(data, Mapping):
         return None
     ents, rels = data.get("entities", []), data.get("relations", [])
-    if not isinstance(ents, list) or not isinstance(rels, list) or ("entities" not in data and "relations" not in data):
+    if (
+        not isinstance(ents, list)
+        or not isinstance(rels, list)
+        or ("entities" not in data and "relations" not in data)
+    ):
         return None
     out = Extracted()
     for e in ents[:MAX_ENTITIES]:
@@ -218,7 +238,12 @@ def parse_graph(data: Mapping[str, Any] | None, problems: list[str]) -> Extracte
             out.entities.setdefault(entity_key(n), (n, "other"))
         out.relations.append(
             ExtractedRelation(
-                src, rel, dst, parse_date(r.get("valid_at")), parse_date(r.get("invalid_at")), r.get("ended") is True
+                src,
+                rel,
+                dst,
+                parse_date(r.get("valid_at")),
+                parse_date(r.get("invalid_at")),
+                r.get("ended") is True,
             )
         )
     return out
@@ -240,8 +265,12 @@ def parse_contradictions(
         if isinstance(nid, str) and nid.strip().isdigit():
             nid = int(nid)
         if (
-            isinstance(sid, bool) or isinstance(nid, bool) or not isinstance(sid, int) or not isinstance(nid, int)
-            or not 0 <= sid < n_stored or not 0 <= nid < n_new
+            isinstance(sid, bool)
+            or isinstance(nid, bool)
+            or not isinstance(sid, int)
+            or not isinstance(nid, int)
+            or not 0 <= sid < n_stored
+            or not 0 <= nid < n_new
         ):
             problems.append(f"graph decision: unknown ids in {c!r}; ignored")
             continue
@@ -291,10 +320,19 @@ def relation_dict(rel: Relation, hops: int | None = None) -> dict[str, Any]:
         return t.isoformat() if t is not None else None
 
     d: dict[str, Any] = {
-        "id": rel.id, "source": rel.source, "relationship": rel.relation, "destination": rel.destination,
-        "user_id": rel.user_id, "agent_id": rel.agent_id, "run_id": rel.run_id, "mentions": rel.mentions,
-        "valid_at": iso(rel.valid_at), "invalid_at": iso(rel.invalid_at), "created_at": iso(rel.created_at),
-        "expired_at": iso(rel.expired_at), "memory_ids": list(rel.memory_ids),
+        "id": rel.id,
+        "source": rel.source,
+        "relationship": rel.relation,
+        "destination": rel.destination,
+        "user_id": rel.user_id,
+        "agent_id": rel.agent_id,
+        "run_id": rel.run_id,
+        "mentions": rel.mentions,
+        "valid_at": iso(rel.valid_at),
+        "invalid_at": iso(rel.invalid_at),
+        "created_at": iso(rel.created_at),
+        "expired_at": iso(rel.expired_at),
+        "memory_ids": list(rel.memory_ids),
     }
     if hops is not None:
         d["hops"] = hops
@@ -328,8 +366,14 @@ class GraphPipeline:
     """
 
     def __init__(
-        self, llm: Any, store: Any, embed: Callable[[Sequence[str]], Awaitable[np.ndarray]], scope: Scope,
-        now: datetime, timeout: float, config: GraphConfig,
+        self,
+        llm: Any,
+        store: Any,
+        embed: Callable[[Sequence[str]], Awaitable[np.ndarray]],
+        scope: Scope,
+        now: datetime,
+        timeout: float,
+        config: GraphConfig,
     ) -> None:
         self.llm, self.store, self.embed, self.scope = llm, store, embed, scope
         self.now, self.timeout, self.config = now, timeout, config
@@ -409,8 +453,14 @@ class GraphPipeline:
             ent = by_key.get(k) or similar.get(i)
             if ent is None:
                 ent = Entity(
-                    name=name, type=kind, user_id=self.scope.user_id, agent_id=self.scope.agent_id,
-                    run_id=self.scope.run_id, embedding=[float(x) for x in vecs[i]], key=k, created_at=self.now,
+                    name=name,
+                    type=kind,
+                    user_id=self.scope.user_id,
+                    agent_id=self.scope.agent_id,
+                    run_id=self.scope.run_id,
+                    embedding=[float(x) for x in vecs[i]],
+                    key=k,
+                    created_at=self.now,
                 )
                 out.entities += 1
             elif ent.id not in touched:
@@ -423,7 +473,9 @@ class GraphPipeline:
         out.batch.entities.extend(touched.values())
         return resolved
 
-    async def _relate(self, found: Extracted, ents: dict[str, Entity], when: datetime, out: GraphOutcome) -> None:
+    async def _relate(
+        self, found: Extracted, ents: dict[str, Entity], when: datetime, out: GraphOutcome
+    ) -> None:
         ids = sorted({e.id for e in ents.values()})
         current = [r for r in await self.store.relations(self.scope, entity_ids=ids) if _exact(self.scope, r)]
         by_triple = {(r.source_id, r.relation, r.destination_id): r for r in current}
@@ -448,9 +500,17 @@ class GraphPipeline:
                     out.mentioned.append(old)
                 continue
             rel = Relation(
-                source=src.name, relation=x.relation, destination=dst.name, user_id=self.scope.user_id,
-                agent_id=self.scope.agent_id, run_id=self.scope.run_id, valid_at=x.valid_at or when,
-                invalid_at=x.invalid_at, created_at=self.now, source_id=src.id, destination_id=dst.id,
+                source=src.name,
+                relation=x.relation,
+                destination=dst.name,
+                user_id=self.scope.user_id,
+                agent_id=self.scope.agent_id,
+                run_id=self.scope.run_id,
+                valid_at=x.valid_at or when,
+                invalid_at=x.invalid_at,
+                created_at=self.now,
+                source_id=src.id,
+                destination_id=dst.id,
             )
             by_triple[triple] = rel
             fresh.append(rel)
@@ -465,10 +525,13 @@ class GraphPipeline:
         out.batch.relations.extend([*changed.values(), *fresh])
 
     def _close(self, rel: Relation, at: datetime) -> None:
+        """Retire ``rel`` now; in the world it stopped holding at ``at``. A ``valid_at`` that engram
+        only inferred from a message date may lie after a stated end: the start is then unknown."""
         rel.expired_at = self.now
         if rel.invalid_at is None:
-            # an interval never ends before it starts
-            rel.invalid_at = max(at, rel.valid_at) if rel.valid_at is not None else at
+            rel.invalid_at = at
+            if rel.valid_at is not None and rel.valid_at > at:
+                rel.valid_at = None
 
     async def _contradictions(
         self, stored: list[Relation], fresh: list[Relation], out: GraphOutcome
@@ -482,7 +545,8 @@ class GraphPipeline:
         payload = {
             "stored": [{"id": i, "relation": r.triple()} for i, r in enumerate(stored)],
             "new": [
-                {"new": i, "relation": r.triple(), "single_valued": r.relation in single} for i, r in enumerate(fresh)
+                {"new": i, "relation": r.triple(), "single_valued": r.relation in single}
+                for i, r in enumerate(fresh)
             ],
         }
         try:
@@ -494,8 +558,11 @@ class GraphPipeline:
             out.problems.append(f"graph decision failed ({type(exc).__name__}: {exc}); decided by rule")
             pairs = None
         if pairs is not None:
-            return [(stored[s], fresh[n]) for s, n in pairs if stored[s].source_id == fresh[n].source_id
-                    or stored[s].destination_id == fresh[n].source_id]
+            return [
+                (stored[s], fresh[n])
+                for s, n in pairs
+                if stored[s].source_id == fresh[n].source_id or stored[s].destination_id == fresh[n].source_id
+            ]
         return contradicted_by_rule(stored, fresh, single)
 
 
@@ -509,7 +576,11 @@ def contradicted_by_rule(
         if new.relation not in single_valued:
             continue
         for old in stored:
-            if old.source_id == new.source_id and old.relation == new.relation and old.destination_id != new.destination_id:
+            if (
+                old.source_id == new.source_id
+                and old.relation == new.relation
+                and old.destination_id != new.destination_id
+            ):
                 pairs.append((old, new))
     return pairs
 
@@ -535,17 +606,18 @@ def query_keys(query: str, max_words: int = 3) -> list[str]:
 
 
 def apply_graph_boost(
-    hits: list[ScoredMemory], entities: Sequence[Entity], relations: Sequence[tuple[Relation, int]],
-    entity_boost: float, graph_boost: float,
+    hits: list[ScoredMemory],
+    entities: Sequence[Entity],
+    relations: Sequence[tuple[Relation, int]],
+    entity_boost: float,
+    graph_boost: float,
 ) -> list[ScoredMemory]:
     """Add ``entity_boost * e + graph_boost * g`` to each hit's score (see the module docstring),
     record ``e`` and ``g`` in ``hit.scores["entity"]`` / ``["graph"]`` when non-zero, and re-sort."""
     if not hits or (not entities and not relations):
         return hits
     ents = {e.id: e for e in entities}
-    patterns = {
-        eid: re.compile(r"(?<![^\W_])" + re.escape(e.key) + r"(?![^\W_])") for eid, e in ents.items()
-    }
+    patterns = {eid: re.compile(r"(?<![^\W_])" + re.escape(e.key) + r"(?![^\W_])") for eid, e in ents.items()}
     provenance: dict[str, set[str]] = {}  # memory id -> entity ids it is provenance for
     closest: dict[str, int] = {}  # memory id -> fewest hops
     for rel, hops in relations:
@@ -577,4 +649,3 @@ def holds_at(relations: Iterable[Relation], when: datetime) -> list[Relation]:
         if start <= when and (r.invalid_at is None or when < r.invalid_at):
             out.append(r)
     return out
-

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from engram.graph.neo4j import Neo4jGraphStore
+from pydantic import SecretStr
 
 try:
     from engram.testing import GraphStoreConformance
@@ -34,7 +35,7 @@ def _config() -> Neo4jGraphStore.Config:
     return Neo4jGraphStore.Config(
         uri=URI or "bolt://localhost:7687",
         username=os.environ.get("ENGRAM_TEST_NEO4J_USER", "neo4j"),
-        password=os.environ.get("ENGRAM_TEST_NEO4J_PASSWORD") or None,
+        password=SecretStr(pw) if (pw := os.environ.get("ENGRAM_TEST_NEO4J_PASSWORD")) else None,
         database=os.environ.get("ENGRAM_TEST_NEO4J_DATABASE") or None,
     )
 

@@ -4,7 +4,7 @@ statements run, in which order, with which parameters, and that validation prece
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from engram.core import Entity, GraphBatch, Relation, Scope
@@ -53,10 +53,11 @@ class FakeDriver:
 
     async def run(self, query: str, params: dict[str, Any] | None = None) -> FakeResult:
         self.log.append(("run", query, dict(params or {})))
-        answer = self.answers.get(query, [])
+        answer: Any = self.answers.get(query, [])
         if isinstance(answer, Exception):
             raise answer
-        return FakeResult(answer(params) if callable(answer) else answer)
+        rows = cast("list[dict[str, Any]]", answer(params) if callable(answer) else answer)
+        return FakeResult(rows)
 
     async def execute_write(self, work: Any) -> Any:
         self.log.append(("tx", "write", {}))

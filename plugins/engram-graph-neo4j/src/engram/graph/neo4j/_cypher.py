@@ -19,6 +19,8 @@ scope sets ``$user_id`` / ``$agent_id`` / ``$run_id``; a ``null`` field matches 
 
 from __future__ import annotations
 
+from typing import LiteralString, cast
+
 __all__ = [
     "AWAIT_INDEX",
     "CREATE_CONSTRAINTS",
@@ -74,7 +76,7 @@ _SCOPE_R = _SCOPE_E.replace("e.", "r.")
 #: entity ids unique; entity (scope, key) unique through the composite ``scope_key`` property
 #: (a JSON array of user, agent, run id and key, written by the store); relation ids unique
 #: (relationship constraints need 5.7+); a range index on the entity key for seed lookups.
-CREATE_CONSTRAINTS: tuple[str, ...] = (
+CREATE_CONSTRAINTS: tuple[LiteralString, ...] = (
     "CREATE CONSTRAINT engram_entity_id IF NOT EXISTS FOR (e:EngramEntity) REQUIRE e.id IS UNIQUE",
     "CREATE CONSTRAINT engram_entity_scope_key IF NOT EXISTS FOR (e:EngramEntity) REQUIRE e.scope_key IS UNIQUE",
     "CREATE CONSTRAINT engram_relation_id IF NOT EXISTS FOR ()-[r:ENGRAM_RELATION]-() REQUIRE r.id IS UNIQUE",
@@ -96,7 +98,7 @@ AWAIT_INDEX = "CALL db.awaitIndex($index, $seconds)"
 DROP_VECTOR_INDEX = "DROP INDEX engram_entity_embedding IF EXISTS"
 
 
-def create_vector_index(dims: int) -> str:
+def create_vector_index(dims: int) -> LiteralString:
     """The ``CREATE VECTOR INDEX`` statement for embeddings of ``dims`` floats.
 
     ``vector.dimensions`` cannot be a parameter in the index options of every supported Neo4j
@@ -108,7 +110,8 @@ def create_vector_index(dims: int) -> str:
     """
     if type(dims) is not int or not 1 <= dims <= MAX_VECTOR_DIMS:
         raise ValueError(f"vector index dimensions must be an int in 1..{MAX_VECTOR_DIMS}, got {dims!r}")
-    return _VECTOR_INDEX_DDL.replace("DIMS", str(dims))
+    # The one value written into a statement: an int checked above (hence the cast for the driver).
+    return cast("LiteralString", _VECTOR_INDEX_DDL.replace("DIMS", str(dims)))
 
 
 # --- apply (one write transaction) ----------------------------------------------------------
@@ -210,10 +213,12 @@ _NEIGHBORS = (
     "RETURN r {.*} AS relation, hops"
 )
 
-_NEIGHBORS_BY_DEPTH = {d: _NEIGHBORS.replace("DEPTH", str(d)) for d in range(1, MAX_DEPTH + 1)}
+_NEIGHBORS_BY_DEPTH: dict[int, LiteralString] = {
+    d: cast("LiteralString", _NEIGHBORS.replace("DEPTH", str(d))) for d in range(1, MAX_DEPTH + 1)
+}
 
 
-def neighbors(depth: int) -> str:
+def neighbors(depth: int) -> LiteralString:
     """The neighbour walk bounded by ``depth`` hops: one of :data:`MAX_DEPTH` fixed statements; a
     depth above :data:`MAX_DEPTH` walks :data:`MAX_DEPTH` hops (trails are enumerated, so deeper
     walks could explode on dense graphs).

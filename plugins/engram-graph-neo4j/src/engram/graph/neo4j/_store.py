@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, LiteralString, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -238,8 +238,8 @@ class Neo4jGraphStore:
         username: str = "neo4j"
         password: SecretStr | None = None
         database: str | None = None
-        connection_timeout: float = Field(10.0, gt=0)
-        max_connection_pool_size: int = Field(50, ge=1, le=10_000)
+        connection_timeout: float = Field(default=10.0, gt=0)
+        max_connection_pool_size: int = Field(default=50, ge=1, le=10_000)
 
         @model_validator(mode="before")
         @classmethod
@@ -398,7 +398,7 @@ class Neo4jGraphStore:
         async with self._errors(what), self._session(driver) as session:
             return await session.execute_write(work)
 
-    async def _read(self, what: str, query: str, params: dict[str, Any]) -> list[neo4j.Record]:
+    async def _read(self, what: str, query: LiteralString, params: dict[str, Any]) -> list[neo4j.Record]:
         driver = await self._connect()
 
         async def work(tx: neo4j.AsyncManagedTransaction) -> list[neo4j.Record]:
@@ -407,7 +407,7 @@ class Neo4jGraphStore:
         async with self._errors(what), self._session(driver) as session:
             return await session.execute_read(work)
 
-    async def _schema(self, what: str, stmt: str, params: dict[str, Any] | None = None) -> None:
+    async def _schema(self, what: str, stmt: LiteralString, params: dict[str, Any] | None = None) -> None:
         driver = await self._connect()
         async with self._errors(what), self._session(driver) as session:
             await (await session.run(stmt, params)).consume()
@@ -533,7 +533,7 @@ class Neo4jGraphStore:
 
         return await self._write("delete memories from the graph", work)
 
-    async def _delete_in_batches(self, what: str, query: str, params: dict[str, Any]) -> None:
+    async def _delete_in_batches(self, what: str, query: LiteralString, params: dict[str, Any]) -> None:
         params = {**params, "batch": _DELETE_BATCH}
 
         async def work(tx: neo4j.AsyncManagedTransaction) -> int:

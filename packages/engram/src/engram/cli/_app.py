@@ -18,7 +18,16 @@ from rich.table import Table
 
 from ._formats import ParsedFile, item_to_json, parse_file
 from ._ingest import DEFAULT_BATCH, ingest, prepare_model, progress_bar
-from ._render import changes_table, history_table, infer_lines, memory_panel, memory_table, scope_label
+from ._render import (
+    changes_table,
+    entity_table,
+    history_table,
+    infer_lines,
+    memory_panel,
+    memory_table,
+    relation_table,
+    scope_label,
+)
 from ._runtime import (
     AgentOpt,
     ConfigOpt,
@@ -205,6 +214,11 @@ def add(
         console.print(f"[green]Nothing new for {who}[/] [dim](already known, or nothing worth remembering)[/]")
     for line in infer_lines(result["infer"]):
         console.print(line, soft_wrap=True)
+    changed = result.get("relations") or {}
+    if changed.get("added"):
+        console.print(relation_table(changed["added"], title="Relations added"))
+    if changed.get("closed"):
+        console.print(relation_table(changed["closed"], title="Relations closed (no longer true)"))
 
 
 def scope_kw(scope: Any) -> dict[str, str | None]:
@@ -251,10 +265,14 @@ def search(
     if as_json:
         print_json(result)
         return
+    for path, why in (result.get("missing") or {}).items():
+        err_console.print(f"[yellow]the {escape(path)} recall path is missing:[/] {escape(why)}")
     if not result["results"]:
         console.print("[yellow]No memories found.[/]")
-        return
-    console.print(memory_table(result["results"], scores=True))
+    else:
+        console.print(memory_table(result["results"], scores=True))
+    if result.get("relations"):
+        console.print(relation_table(result["relations"], title="Related in the graph"))
 
 
 # -- list / get --------------------------------------------------------------------------------
@@ -687,6 +705,59 @@ def stats(
         for s in result["scopes"]:
             table.add_row(*(escape(s[c] or "") for c in ("user_id", "agent_id", "run_id")), str(s["count"]))
         console.print(table)
+
+
+# -- graph -------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def graph(
+    include_expired: Annotated[
+        bool, typer.Option("--all", "-a", help="Also the relations a newer one contradicted (closed intervals).")
+    ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Only what held at this time (ISO 8601, e.g. 2023-06-01), current or closed."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-k", min=1, max=10_000, help="At most this many relations.")
+    ] = None,
+    user_id: UserOpt = None,
+    agent_id: AgentOpt = None,
+    run_id: RunOpt = None,
+    db: DbOpt = None,
+    embedder: EmbedderOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a scope's entities and relations: the current ones, or with --all the closed ones too.
+
+    The graph is filled by [bold]engram add[/] with an LLM and a graph store configured (ENGRAM_GRAPH_STORE=sqlite keeps it in the same database file). Without a graph store configured, this command reads the SQLite graph in the database file.
+
+    Example: [bold]engram graph -u maya --all[/]
+    """
+    opts = _opts(user_id, agent_id, run_id, db, embedder, config, as_json)
+    opts.graph_default = "sqlite"
+    scope = opts.require_scope()
+
+    async def go(mem: AsyncMemory) -> dict[str, Any]:
+        return await mem.get_graph(include_expired=include_expired, at=at, limit=limit, **scope_kw(scope))
+
+    result = opts.run(go)
+    if as_json:
+        print_json(result)
+        return
+    who = escape(scope_label(opts.scope_kwargs()))
+    if not result["entities"] and not result["relations"]:
+        console.print(f"[yellow]No graph for {who}.[/] [dim](engram add with an LLM and a graph store fills it)[/]")
+        return
+    console.print(entity_table(result["entities"]))
+    what = f"held at {escape(at)}" if at else ("all, closed included" if include_expired else "current")
+    if result["relations"]:
+        console.print(relation_table(result["relations"], title=f"Relations ({what})"))
+    else:
+        console.print(f"[yellow]No relations ({what}).[/]")
 
 
 # -- demo --------------------------------------------------------------------------------------

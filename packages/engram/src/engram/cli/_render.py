@@ -13,10 +13,12 @@ from rich.text import Text
 
 __all__ = [
     "changes_table",
+    "entity_table",
     "history_table",
     "infer_lines",
     "memory_panel",
     "memory_table",
+    "relation_table",
     "scope_label",
     "when_label",
 ]
@@ -148,4 +150,54 @@ def history_table(events: Sequence[Mapping[str, Any]]) -> Table:
             Text(e.get("new_memory") or ""),
             escape(str(e.get("actor_id") or "")),
         )
+    return table
+
+
+def _day(raw: Any) -> str:
+    if not raw:
+        return ""
+    try:
+        return datetime.fromisoformat(str(raw)).strftime("%Y-%m-%d")
+    except ValueError:
+        return str(raw)
+
+
+def relation_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Table:
+    """One row per relation: source -relationship-> destination, when it held in the world
+    (``valid_at`` to ``invalid_at``), whether engram still holds it, and its mentions (and hops,
+    for search results)."""
+    hops = any("hops" in r for r in rows)
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
+    table.add_column("source", style="bold")
+    table.add_column("relationship", style="cyan")
+    table.add_column("destination", style="bold")
+    table.add_column("held", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("mentions", justify="right")
+    if hops:
+        table.add_column("hops", justify="right")
+    for r in rows:
+        start, end = _day(r.get("valid_at")), _day(r.get("invalid_at"))
+        held = f"{start or '?'} - {end}" if end else (f"since {start}" if start else "")
+        status = "[green]current[/]" if r.get("expired_at") is None else f"[dim]closed {_day(r['expired_at'])}[/]"
+        cells = [
+            escape(str(r.get("source", ""))), escape(str(r.get("relationship", ""))),
+            escape(str(r.get("destination", ""))), held, status, str(r.get("mentions", "")),
+        ]
+        if hops:
+            cells.append(str(r.get("hops", "")))
+        table.add_row(*cells)
+    return table
+
+
+def entity_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per entity: name, type, mentions, first seen."""
+    table = Table(box=box.SIMPLE_HEAD, title="Entities", title_justify="left", pad_edge=False)
+    table.add_column("name", style="bold")
+    table.add_column("type", style="cyan")
+    table.add_column("mentions", justify="right")
+    table.add_column("first seen", no_wrap=True)
+    for e in rows:
+        table.add_row(escape(str(e["name"])), escape(str(e.get("type", ""))), str(e.get("mentions", "")),
+                      _day(e.get("created_at")))
     return table

@@ -190,6 +190,7 @@ class Options:
     json: bool = False
     llm: str | None = None
     llm_model: str | None = None
+    graph_default: str | None = None  # the graph store to use when the configuration names none
 
     def scope(self) -> Scope | None:
         """The scope given, or ``None`` when no id was."""
@@ -238,6 +239,8 @@ class Options:
             data["embedder"] = self.embedder
         if self.llm is not None or self.llm_model is not None:
             data["llm"] = llm_spec(self.llm, self.llm_model, data.get("llm"))
+        if self.graph_default is not None and cfg.graph_store is None:
+            data["graph_store"] = self.graph_default
         if db_path is not None and str(db_path) != ":memory:":
             db_path.parent.mkdir(parents=True, exist_ok=True)
         return MemoryConfig.parse(data), db_path

@@ -23,7 +23,8 @@ from engram.vector.memory import MemoryVectorStore
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Three throwaway plugin modules on sys.path: a good provider, one that fails to import, a non-provider."""
-    (tmp_path / "engram_fake_good.py").write_text(textwrap.dedent("""
+    (tmp_path / "engram_fake_good.py").write_text(
+        textwrap.dedent("""
         from engram.vector.memory import MemoryVectorStore
 
         class GoodStore(MemoryVectorStore):
@@ -34,9 +35,12 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
         class HalfStore:
             async def write(self, batch): ...
-    """))
+    """)
+    )
     (tmp_path / "engram_fake_broken.py").write_text("import engram_dependency_that_is_not_installed\n")
-    (tmp_path / "engram_fake_raises.py").write_text("raise RuntimeError('this module must never be imported')\n")
+    (tmp_path / "engram_fake_raises.py").write_text(
+        "raise RuntimeError('this module must never be imported')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("engram_fake_good", "engram_fake_broken", "engram_fake_raises"):
         sys.modules.pop(name, None)
@@ -120,8 +124,14 @@ def test_unknown_name_lists_installed_and_suggests() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "name", "extra"),
-    [("vector_store", "qdrant", "qdrant"), ("vector_store", "chroma", "chroma"), ("graph_store", "kuzu", "kuzu"),
-     ("graph_store", "neo4j", "neo4j"), ("reranker", "cohere", "cohere"), ("embedder", "fastembed", "fastembed")],
+    [
+        ("vector_store", "qdrant", "qdrant"),
+        ("vector_store", "chroma", "chroma"),
+        ("graph_store", "kuzu", "kuzu"),
+        ("graph_store", "neo4j", "neo4j"),
+        ("reranker", "cohere", "cohere"),
+        ("embedder", "fastembed", "fastembed"),
+    ],
 )
 def test_first_party_plugin_names_its_extra(kind: str, name: str, extra: str) -> None:
     def without_plugin() -> Registry:
@@ -239,3 +249,13 @@ def test_register_in_code() -> None:
     assert isinstance(r.create("vector_store", "mine"), MemoryVectorStore)
     r.register("vector_store", "mine2", "engram.vector.memory:MemoryVectorStore")
     assert r.load("vector_store", "mine2") is MemoryVectorStore
+
+
+@pytest.mark.parametrize(
+    "url", ["bolt://localhost:7687", "bolt+s://db.example:7687", "neo4j+s://u:p@db.example:7687/x"]
+)
+def test_transport_variant_schemes_name_their_provider(url: str) -> None:
+    """neo4j+s:// and bolt:// are the neo4j plugin's URLs (it is installed in the dev environment)."""
+    store = Registry().create("graph_store", url)
+    assert type(store).__module__.startswith("engram.graph.neo4j")
+    assert store.config.uri.split("://")[0] == url.split("://")[0]

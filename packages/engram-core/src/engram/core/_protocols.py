@@ -162,17 +162,21 @@ class GraphStore(Protocol):
     decided in the engine (:mod:`engram.core._graph`) so that every store behaves the same.
 
     Scope matching is the vector store's: a query scope matches every entity and relation whose
-    ids equal each field the query sets. Lists come back in a stable order (stated per method).
+    ids equal each field the query sets. Lists come back in a stable order (stated per method;
+    ties on time break by ``id`` descending). An embedding of another length than the stored ones,
+    in a batch or a query, raises :class:`~engram.core.errors.InvalidInputError`.
     Optional capabilities: ``"persistent"`` (data survives reopen) and ``"entity_vectors"``
     (:meth:`similar_entities` is served by an index rather than a scan; every store must answer it).
     """
 
     async def apply(self, batch: GraphBatch) -> None:
-        """Write a batch atomically where the store allows (all of it or none of it).
+        """Write a batch atomically where the store allows (all of it or none of it): its deletes
+        first, then its upserts (as :class:`~engram.core.WriteBatch`).
 
         Raises:
             InvalidInputError: a relation names an entity id that is neither stored nor in the
-                batch, or an embedding whose length differs from the stored ones.
+                batch (or one the batch deletes), a new entity takes a key another entity of its
+                exact scope holds, or an embedding's length differs from the stored ones.
             ProviderError: the store failed.
         """
         ...
@@ -208,6 +212,7 @@ class GraphStore(Protocol):
         """Graph recall: current relations within ``depth`` hops of the seed entities, each with its
         hop count (1 = touches a seed), fewest hops first, then ``mentions`` descending, then
         ``created_at`` newest first, at most ``limit``. Edges are walked in both directions.
+        Stores may cap ``depth`` (at least 5 must be honoured).
 
         The seeds are the entities in ``scope`` with one of ``entity_ids`` or one of ``keys``
         (:func:`~engram.core.entity_key` keys), so that search can walk the graph from the names

@@ -57,6 +57,16 @@ FIRST_PARTY_EXTRAS: dict[tuple[str, str], str] = {
 }
 
 
+# URL schemes that name another provider: (kind, scheme) -> provider name. Schemes with a "+"
+# suffix (neo4j+s, bolt+ssc) name the provider before the "+". The provider's from_url gets the
+# URL unchanged.
+URL_SCHEME_ALIASES: dict[tuple[str, str], str] = {
+    ("graph_store", "bolt"): "neo4j",
+    ("graph_store", "bolt+s"): "neo4j",
+    ("graph_store", "bolt+ssc"): "neo4j",
+}
+
+
 def _protocol_members(protocol: type) -> list[str]:
     """Public methods and properties a protocol declares (``__protocol_attrs__`` is 3.12+ only)."""
     return sorted(n for n in vars(protocol) if not n.startswith("_") and callable_or_property(vars(protocol)[n]))
@@ -171,6 +181,8 @@ class Registry:
                 scheme = urlsplit(spec).scheme
                 if not scheme:
                     raise ConfigurationError(f"{k.label} URL {spec!r} has no scheme")
+                # a transport variant names its provider's scheme: neo4j+s:// -> neo4j, bolt:// -> neo4j
+                scheme = URL_SCHEME_ALIASES.get((kind, scheme), scheme.split("+", 1)[0])
                 cls = self.load(kind, scheme)
                 from_url = getattr(cls, "from_url", None)
                 if from_url is None:

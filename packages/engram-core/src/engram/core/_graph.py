@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._pipeline import parse_json_object
+from ._pipeline import conversation_text, parse_json_object
 from ._prompts import GRAPH_DECIDE_V1, GRAPH_EXTRACT_V1
 from ._types import (
     Entity,
@@ -343,15 +343,6 @@ def _exact(scope: Scope, obj: Entity | Relation) -> bool:
     return (obj.user_id, obj.agent_id, obj.run_id) == (scope.user_id, scope.agent_id, scope.run_id)
 
 
-def _conversation(messages: Sequence[Message], today: datetime, speaker: str) -> str:
-    lines = [f"Current date: {today.date().isoformat()}", f"The user's name: {speaker}", "", "Conversation:"]
-    for m in messages:
-        when = f"[{m.time.strftime('%Y-%m-%d %H:%M')}] " if m.time else ""
-        who = f"{m.role} ({m.name})" if m.name else m.role
-        lines.append(f"{when}{who}: {m.content}")
-    return "\n".join(lines)
-
-
 class GraphPipeline:
     """The graph side of one ``add(..., infer=True)``: built per call, writes nothing itself.
 
@@ -398,7 +389,9 @@ class GraphPipeline:
 
     async def _run(self, messages: Sequence[Message], speaker: str, out: GraphOutcome) -> None:
         try:
-            reply = await self._ask(GRAPH_EXTRACT_V1, _conversation(messages, self.now, speaker), GRAPH_TOOL)
+            reply = await self._ask(
+                GRAPH_EXTRACT_V1, conversation_text(messages, self.now, speaker), GRAPH_TOOL
+            )
         except (EngramError, TimeoutError) as exc:
             out.failed = f"graph extraction failed ({type(exc).__name__}: {exc}); the graph was not changed"
             return

@@ -125,8 +125,13 @@ class InferOutcome:
         return out
 
 
-def _conversation(messages: Sequence[Message], today: datetime) -> str:
-    lines = [f"Current date: {today.date().isoformat()}", "", "Conversation:"]
+def conversation_text(messages: Sequence[Message], today: datetime, speaker: str | None = None) -> str:
+    """The conversation as the extraction prompts read it: the current date (and the user's name,
+    when given), then one ``[date] role (name): text`` line per message."""
+    head = [f"Current date: {today.date().isoformat()}"]
+    if speaker is not None:
+        head.append(f"The user's name: {speaker}")
+    lines = [*head, "", "Conversation:"]
     for m in messages:
         when = f"[{m.time.strftime('%Y-%m-%d %H:%M')}] " if m.time else ""
         who = f"{m.role} ({m.name})" if m.name else m.role
@@ -255,7 +260,7 @@ class Pipeline:
         agent = self.scope.agent_id is not None and self.scope.user_id is None
         prompt = EXTRACT_AGENT_V1 if agent else EXTRACT_USER_V1
         try:
-            reply = await self._ask(prompt, _conversation(messages, self.now), response_format=JSON_OBJECT)
+            reply = await self._ask(prompt, conversation_text(messages, self.now), response_format=JSON_OBJECT)
         except (EngramError, TimeoutError) as exc:
             out.fallback = f"fact extraction failed ({type(exc).__name__}: {exc}); messages stored verbatim"
             return None
@@ -420,7 +425,7 @@ class Pipeline:
     async def procedural(self, messages: Sequence[Message], out: InferOutcome) -> str | None:
         """One procedural summary of an agent's run, or ``None`` when the LLM failed."""
         try:
-            reply = await self._ask(PROCEDURAL_V1, _conversation(messages, self.now))
+            reply = await self._ask(PROCEDURAL_V1, conversation_text(messages, self.now))
         except (EngramError, TimeoutError) as exc:
             out.fallback = f"procedural summary failed ({type(exc).__name__}: {exc}); messages stored verbatim"
             return None

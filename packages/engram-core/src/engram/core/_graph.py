@@ -224,8 +224,9 @@ def parse_graph(data: Mapping[str, Any] | None, problems: list[str]) -> Extracte
             problems.append(f"graph extraction: unusable relation {r!r}; skipped")
             continue
         src, dst = _name(r.get("source")), _name(r.get("destination"))
+        name = r.get("relation")
         try:
-            rel = relation_key(r.get("relation")) if isinstance(r.get("relation"), str) else None
+            rel = relation_key(name) if isinstance(name, str) else None
         except InvalidInputError:
             rel = None
         if src is None or dst is None or rel is None or len(rel) > 80:

@@ -326,6 +326,7 @@ class AsyncMemory:
             speaker = actor or scope.user_id or scope.agent_id or scope.run_id or "user"
             graph_out = await gp.run(keep, speaker)
 
+        out = InferOutcome()
         if self._graph is None:
             out = await pipe.run(keep, actor, role)
         else:
@@ -509,15 +510,18 @@ class AsyncMemory:
                 return run
 
             async def entity_path() -> None:
-                assert graph is not None
+                g = graph
+                assert g is not None
                 async with anyio.create_task_group() as tg:
+
                     async def by_name() -> None:
-                        for e in await graph.entities(scope, keys=keys):
+                        for e in await g.entities(scope, keys=keys):
                             entities[e.id] = e
 
                     async def by_vector() -> None:
-                        hits = await graph.similar_entities(scope, vector.tolist(), limit=5,
-                                                            min_score=gc.query_entity_threshold)
+                        hits = await g.similar_entities(
+                            scope, vector.tolist(), limit=5, min_score=gc.query_entity_threshold
+                        )
                         for e, _ in hits:
                             entities.setdefault(e.id, e)
 

@@ -678,3 +678,15 @@ async def test_graph_pipeline_reports_without_writing() -> None:
     out = await gp.run([Message("user", "I like tea")], "Alice")
     assert len(out.batch.relations) == 1 and len(out.batch.entities) == 2
     assert await store.entities(Scope("a")) == []
+
+
+def test_sync_memory_reads_the_graph() -> None:
+    from engram.core import Memory
+
+    brain = Brain()
+    brain.graph.append(graph_reply(rel("Alice", "likes", "tea")))
+    with Memory(
+        {"vector_store": MemoryVectorStore(), "embedder": HashEmbedder(), "llm": brain.llm, "graph_store": "memory"}
+    ) as mem:
+        mem.add("I like tea", user_id="a")
+        assert current(mem.get_graph(user_id="a")) == {("Alice", "likes", "tea")}

@@ -686,7 +686,32 @@ def test_sync_memory_reads_the_graph() -> None:
     brain = Brain()
     brain.graph.append(graph_reply(rel("Alice", "likes", "tea")))
     with Memory(
-        {"vector_store": MemoryVectorStore(), "embedder": HashEmbedder(), "llm": brain.llm, "graph_store": "memory"}
+        {
+            "vector_store": MemoryVectorStore(),
+            "embedder": HashEmbedder(),
+            "llm": brain.llm,
+            "graph_store": "memory",
+        }
     ) as mem:
         mem.add("I like tea", user_id="a")
         assert current(mem.get_graph(user_id="a")) == {("Alice", "likes", "tea")}
+
+
+@pytest.mark.parametrize("threshold", [None, 0.9])
+async def test_entities_named_by_the_question_embedding_only_when_configured(threshold: float | None) -> None:
+    brain = Brain()
+    brain.facts.append({"facts": [{"text": "Rex chased a ball", "type": "episodic", "category": "misc"}]})
+    brain.graph.append(graph_reply(rel("Alice", "has_pet", "Rex")))
+    config = {
+        "vector_store": MemoryVectorStore(),
+        "embedder": AliasEmbedder({"Rexy": "Rex"}),
+        "llm": brain.llm,
+        "graph_store": MemoryGraphStore(),
+        "graph": {"query_entity_threshold": threshold},
+    }
+    async with AsyncMemory(config) as mem:
+        await mem.add("Rex!", user_id="a")
+        hits = (await mem.search("Rexy", user_id="a"))["results"]
+        assert hits
+        # "Rexy" is no entity's key; only its embedding is near "Rex"
+        assert ("entity" in hits[0]["scores"]) is (threshold is not None)

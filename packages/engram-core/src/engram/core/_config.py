@@ -93,10 +93,12 @@ class GraphConfig(BaseModel):
             merged into a stored entity of the same scope. 0.9: with the local MiniLM, "NYC" and
             "New York" score 0.94 and "Acme Corp" and "Acme Corporation" 0.98, while "Berlin" and
             "Munich" score 0.71 and "Alice" and "Alice Smith" 0.82 (kept apart: maybe two people).
-        query_entity_threshold: cosine similarity between a question's embedding and an entity
-            name's at or above which the entity counts as named by the question, besides the exact
-            name matches of its words. 0.75: "Tell me about Paris" and "Paris" score 0.79, an
-            unrelated question and a name about 0.2.
+        query_entity_threshold: ``None`` (default): an entity counts as named by a question when
+            one of the question's word n-grams is its key. A number also counts the entities whose
+            name embedding is within that cosine of the question's (0.75 is a sensible value: "Tell
+            me about Paris" and "Paris" score 0.79, an unrelated question and a name about 0.2).
+            Off by default: one more store call per search, about 3 ms at 3K entities on two
+            cores (benchmarks/bench_graph.py), for names the exact match mostly finds already.
         depth: hops graph recall walks from the question's entities (1-5).
         relations: at most this many relations returned by search.
         entity_boost: ``score += entity_boost * e`` for a memory mentioning the question's entities
@@ -109,7 +111,7 @@ class GraphConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entity_threshold: float = Field(default=0.9, ge=-1, le=1)
-    query_entity_threshold: float = Field(default=0.75, ge=-1, le=1)
+    query_entity_threshold: float | None = Field(default=None, ge=-1, le=1)
     depth: int = Field(default=2, ge=1, le=5)
     relations: int = Field(default=20, ge=0, le=1000)
     entity_boost: float = Field(default=0.1, ge=0)

@@ -14,7 +14,8 @@ destination; any other relation closes nothing. A relation stated as ended (``"e
 closes the matching current one.
 
 **Search**: the question's word n-grams (1-3 words) are looked up as entity keys (entity recall,
-plus entities whose name embedding is within ``graph.query_entity_threshold`` of the question's)
+plus, when ``graph.query_entity_threshold`` is set, entities whose name embedding is within it of
+the question's)
 and, in the same task group, the graph is walked ``graph.depth`` hops from them (graph recall).
 Each recalled memory then gets::
 

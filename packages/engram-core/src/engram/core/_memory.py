@@ -527,7 +527,7 @@ class AsyncMemory:
 
                     if keys:
                         tg.start_soon(by_name)
-                    if vector is not None:
+                    if vector is not None and gc.query_entity_threshold is not None:
                         tg.start_soon(by_vector)
 
             async def graph_path() -> None:

@@ -443,7 +443,9 @@ class SQLiteGraphStore:
         if (keys is not None and not keys) or (ids is not None and not ids):
             return []
         params: list[Any] = []
-        where = [_scope_sql(scope, params, "e.")]
+        # "+e.": a lookup by key or id goes through that index, not through the scope's (which
+        # would test every entity of the scope)
+        where = [_scope_sql(scope, params, "+e." if keys is not None or ids is not None else "e.")]
         if ids is not None:
             where.append("e.id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(list(ids)))
@@ -575,10 +577,11 @@ class SQLiteGraphStore:
         def run(conn: sqlite3.Connection) -> list[tuple[Relation, int]]:
             params: list[Any] = []
             scoped = _scope_sql(scope, params, "")
+            pinned = _scope_sql(scope, [], "+")  # seeds by id or key use those indexes (see entities)
             seeds = conn.execute(
-                f"SELECT id FROM graph_entities WHERE {scoped} AND (id IN (SELECT value FROM json_each(?))"
-                " OR key IN (SELECT value FROM json_each(?)))",
-                [*params, json.dumps(list(entity_ids)), json.dumps(list(keys))],
+                f"SELECT id FROM graph_entities WHERE {pinned} AND id IN (SELECT value FROM json_each(?))"
+                f" UNION SELECT id FROM graph_entities WHERE {pinned} AND key IN (SELECT value FROM json_each(?))",
+                [*params, json.dumps(list(entity_ids)), *params, json.dumps(list(keys))],
             )
             seen = {r[0] for r in seeds}
             frontier = list(seen)
@@ -587,15 +590,25 @@ class SQLiteGraphStore:
                 f"SELECT id, source_id, destination_id FROM graph_relations WHERE seq IN ({_TOUCHING.replace('?1', '?')})"
                 f" AND expired_at IS NULL AND {scoped}"
             )
+            # the last hop needs only its best `limit` rows in the final order (at most len(found)
+            # of them are already found, and at most limit - len(found) more are wanted)
+            last_step = f"{step} ORDER BY mentions DESC, created_at DESC, id DESC LIMIT {int(limit)}"
             for hop in range(1, depth + 1):
-                if not frontier:
+                # results go fewest hops first: once `limit` relations are found, farther hops
+                # cannot make the cut, so the walk stops there (a hub one hop away is not expanded)
+                if not frontier or len(found) >= limit:
                     break
                 ids = json.dumps(frontier)
                 frontier = []
-                for rid, src, dst in conn.execute(step, [ids, ids, *params]):
+                last = hop == depth
+                for rid, src, dst in conn.execute(last_step if last else step, [ids, ids, *params]):
                     if rid in found:
                         continue
                     found[rid] = hop
+                    if last:
+                        if len(found) >= limit:  # rows come in the final order: the rest cannot make it
+                            break
+                        continue
                     for other in (src, dst):
                         if other not in seen:
                             seen.add(other)

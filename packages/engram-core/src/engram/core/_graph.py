@@ -64,7 +64,6 @@ __all__ = [
     "apply_graph_boost",
     "parse_graph",
     "query_keys",
-    "relation_dict",
 ]
 
 log = logging.getLogger("engram")
@@ -303,8 +302,8 @@ class GraphOutcome:
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "entities": self.entities,
-            "added": [relation_dict(r) for r in self.added],
-            "closed": [relation_dict(r) for r in self.closed],
+            "added": [r.to_dict() for r in self.added],
+            "closed": [r.to_dict() for r in self.closed],
             "mentioned": len(self.mentioned),
         }
         if self.failed:
@@ -312,33 +311,6 @@ class GraphOutcome:
         if self.problems:
             out["problems"] = list(self.problems)
         return out
-
-
-def relation_dict(rel: Relation, hops: int | None = None) -> dict[str, Any]:
-    """A relation as the API returns it (mem0's ``source`` / ``relationship`` / ``destination`` plus
-    engram's ids, mentions and four times, ISO 8601)."""
-
-    def iso(t: datetime | None) -> str | None:
-        return t.isoformat() if t is not None else None
-
-    d: dict[str, Any] = {
-        "id": rel.id,
-        "source": rel.source,
-        "relationship": rel.relation,
-        "destination": rel.destination,
-        "user_id": rel.user_id,
-        "agent_id": rel.agent_id,
-        "run_id": rel.run_id,
-        "mentions": rel.mentions,
-        "valid_at": iso(rel.valid_at),
-        "invalid_at": iso(rel.invalid_at),
-        "created_at": iso(rel.created_at),
-        "expired_at": iso(rel.expired_at),
-        "memory_ids": list(rel.memory_ids),
-    }
-    if hops is not None:
-        d["hops"] = hops
-    return d
 
 
 def _exact(scope: Scope, obj: Entity | Relation) -> bool:

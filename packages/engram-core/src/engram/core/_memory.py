@@ -17,7 +17,7 @@ import anyio
 from ._config import MemoryConfig
 from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
 from ._fusion import fuse
-from ._graph import GraphOutcome, GraphPipeline, apply_graph_boost, holds_at, query_keys, relation_dict
+from ._graph import GraphOutcome, GraphPipeline, apply_graph_boost, holds_at, query_keys
 from ._pipeline import InferOutcome, Pipeline
 from ._protocols import Embedder, GraphStore, HistoryStore, VectorStore
 from ._registry import Registry
@@ -464,7 +464,7 @@ class AsyncMemory:
             hits = [h for h in hits if h.score >= threshold]
         out: dict[str, Any] = {
             "results": [_hit_dict(h) for h in hits[:limit]],
-            "relations": [relation_dict(r, hops) for r, hops in recall.relations[: self.config.graph.relations]],
+            "relations": [r.to_dict(hops) for r, hops in recall.relations[: self.config.graph.relations]],
         }
         if recall.missing:
             out["missing"] = recall.missing
@@ -518,17 +518,15 @@ class AsyncMemory:
                         for e in await g.entities(scope, keys=keys):
                             entities[e.id] = e
 
-                    async def by_vector() -> None:
-                        hits = await g.similar_entities(
-                            scope, vector.tolist(), limit=5, min_score=gc.query_entity_threshold
-                        )
+                    async def by_vector(min_score: float) -> None:
+                        hits = await g.similar_entities(scope, vector.tolist(), limit=5, min_score=min_score)
                         for e, _ in hits:
                             entities.setdefault(e.id, e)
 
                     if keys:
                         tg.start_soon(by_name)
                     if vector is not None and gc.query_entity_threshold is not None:
-                        tg.start_soon(by_vector)
+                        tg.start_soon(by_vector, gc.query_entity_threshold)
 
             async def graph_path() -> None:
                 assert graph is not None
@@ -596,7 +594,7 @@ class AsyncMemory:
             items += await self.vector_store.list(scope, filters=parsed, limit=limit - len(items), archived=True)
         out: dict[str, Any] = {"results": [i.to_dict() for i in items]}
         if self._graph is not None:  # as mem0 does when a graph is configured
-            out["relations"] = [relation_dict(r) for r in await self._graph.relations(scope, limit=limit)]
+            out["relations"] = [r.to_dict() for r in await self._graph.relations(scope, limit=limit)]
         return out
 
     async def get_graph(
@@ -643,7 +641,7 @@ class AsyncMemory:
         )
         if when is not None:
             rels = holds_at(rels, when)[:limit]
-        return {"entities": [_entity_dict(e) for e in ents], "relations": [relation_dict(r) for r in rels]}
+        return {"entities": [e.to_dict() for e in ents], "relations": [r.to_dict() for r in rels]}
 
     async def count(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
@@ -780,14 +778,6 @@ def _unwrap_single() -> Iterator[None]:
         if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
             raise group.exceptions[0] from None
         raise
-
-
-def _entity_dict(e: Entity) -> dict[str, Any]:
-    return {
-        "id": e.id, "name": e.name, "type": e.type, "user_id": e.user_id, "agent_id": e.agent_id,
-        "run_id": e.run_id, "mentions": e.mentions, "created_at": e.created_at.isoformat(),
-        "updated_at": e.updated_at.isoformat() if e.updated_at else None,
-    }
 
 
 @dataclass(slots=True)

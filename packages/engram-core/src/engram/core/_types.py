@@ -408,6 +408,10 @@ def relation_key(name: str) -> str:
     return key
 
 
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -450,6 +454,20 @@ class Entity:
     @property
     def scope(self) -> Scope:
         return Scope(self.user_id, self.agent_id, self.run_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's mapping: ids, name, type, scope, mentions, ISO 8601 times (no embedding)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "run_id": self.run_id,
+            "mentions": self.mentions,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": _iso(self.updated_at),
+        }
 
 
 @dataclass(slots=True)
@@ -505,6 +523,28 @@ class Relation:
     def triple(self) -> str:
         """``"source -relation-> destination"``, for prompts and logs."""
         return f"{self.source} -{self.relation}-> {self.destination}"
+
+    def to_dict(self, hops: int | None = None) -> dict[str, Any]:
+        """The API's mapping: mem0's ``source`` / ``relationship`` / ``destination`` plus the ids,
+        scope, mentions, provenance and four times (ISO 8601), and ``hops`` when given."""
+        d: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "relationship": self.relation,
+            "destination": self.destination,
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "run_id": self.run_id,
+            "mentions": self.mentions,
+            "valid_at": _iso(self.valid_at),
+            "invalid_at": _iso(self.invalid_at),
+            "created_at": _iso(self.created_at),
+            "expired_at": _iso(self.expired_at),
+            "memory_ids": list(self.memory_ids),
+        }
+        if hops is not None:
+            d["hops"] = hops
+        return d
 
 
 @dataclass(slots=True)

@@ -163,8 +163,9 @@ class GraphStore(Protocol):
 
     Scope matching is the vector store's: a query scope matches every entity and relation whose
     ids equal each field the query sets. Lists come back in a stable order (stated per method;
-    ties on time break by ``id`` descending). An embedding of another length than the stored ones,
-    in a batch or a query, raises :class:`~engram.core.errors.InvalidInputError`.
+    relations and neighbours break ties on time by ``id`` descending). An embedding of another
+    length than the stored ones, in a batch or a query, raises
+    :class:`~engram.core.errors.InvalidInputError`.
     Optional capabilities: ``"persistent"`` (data survives reopen) and ``"entity_vectors"``
     (:meth:`similar_entities` is served by an index rather than a scan; every store must answer it).
     """

@@ -208,7 +208,7 @@ _NEIGHBORS = (
     "MATCH p = (s)-[:ENGRAM_RELATION*1..DEPTH]-() "
     f"WHERE all(r IN relationships(p) WHERE r.expired_at IS NULL AND {_SCOPE_R}) "
     "WITH last(relationships(p)) AS r, min(length(p)) AS hops "
-    "ORDER BY hops, r.mentions DESC, r.created_at DESC, r.id "
+    "ORDER BY hops, r.mentions DESC, r.created_at DESC, r.id DESC "
     "LIMIT $limit "
     "RETURN r {.*} AS relation, hops"
 )

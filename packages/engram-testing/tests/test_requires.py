@@ -37,7 +37,22 @@ def test_requires_marks_and_accumulates() -> None:
 def test_unknown_capability_is_a_typo() -> None:
     with pytest.raises(ValueError, match="unknown capabilities"):
         requires("lexicall")
-    assert set(CAPABILITIES) == {"lexical", "history", "persistent", "archive"}
+    assert {"lexical", "history", "persistent", "archive", "substring_filters", "string_range_filters"} <= set(CAPABILITIES)
+
+
+def test_filter_requirements() -> None:
+    from engram.core import parse_filters
+    from engram.testing import filter_requirements
+
+    def needs(mapping: object) -> set[str]:
+        return set(filter_requirements(parse_filters(mapping)))
+
+    assert needs({"a": 1, "b": {"in": ["x"]}, "c": None, "NOT": {"d": {"ne": "y"}}}) == set()
+    assert needs({"tags": {"contains": 1}}) == set()  # a list element, never a substring
+    assert needs({"OR": [{"a": 1}, {"NOT": {"t": {"contains": "wo"}}}]}) == {"substring_filters"}
+    assert needs({"t": {"icontains": "wo"}}) == {"substring_filters"}
+    assert needs({"a": {"gt": "m"}, "b": {"lt": 3}}) == {"string_range_filters"}
+    assert needs({"created_at": {"gte": "2024-05-01T00:00:00Z"}}) == set()  # a time, not a string
 
 
 def test_capabilities_from_provider_or_override() -> None:

@@ -18,5 +18,5 @@ class TestMemoryVectorStore(VectorStoreConformance):
 
 def test_is_a_vector_store() -> None:
     assert isinstance(MemoryVectorStore(), VectorStore)
-    assert MemoryVectorStore.capabilities == frozenset({"archive"})
+    assert MemoryVectorStore.capabilities == frozenset({"archive", "substring_filters", "string_range_filters"})
     assert isinstance(MemoryVectorStore.from_url("memory://"), MemoryVectorStore)

@@ -46,13 +46,14 @@ from ._data import (
 )
 from ._graph import GraphStoreConformance
 from ._history import HistoryStoreConformance
-from ._requires import CAPABILITIES, ProviderSuite, capabilities_of, requires
+from ._requires import CAPABILITIES, FILTER_CAPABILITIES, ProviderSuite, capabilities_of, filter_requirements, requires
 from ._vector import VectorStoreConformance, assert_same_event, assert_same_item, newest_first
 from .llm_server import Fault, LLMServer, RecordedRequest, Reply
 
 __all__ = [
     "BASE_TIME",
     "CAPABILITIES",
+    "FILTER_CAPABILITIES",
     "COMBINATIONS",
     "NASTY_QUERIES",
     "Fault",
@@ -66,6 +67,7 @@ __all__ = [
     "assert_same_event",
     "assert_same_item",
     "capabilities_of",
+    "filter_requirements",
     "filter_dataset",
     "filter_probes",
     "make_item",

@@ -15,7 +15,16 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-__all__ = ["CAPABILITIES", "ProviderSuite", "capabilities_of", "requirements_of", "requires", "skip_unless_capable"]
+__all__ = [
+    "CAPABILITIES",
+    "FILTER_CAPABILITIES",
+    "ProviderSuite",
+    "capabilities_of",
+    "filter_requirements",
+    "requirements_of",
+    "requires",
+    "skip_unless_capable",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,7 +34,14 @@ CAPABILITIES: dict[str, str] = {
     "history": "the store is also a HistoryStore and writes WriteBatch.events with the batch",
     "persistent": "data survives closing the store and opening it again (the test class's reopen hook)",
     "archive": "WriteBatch.archive keeps old versions, listable and searchable with archived=True",
+    "substring_filters": "contains/icontains match substrings of string fields; a store without it raises "
+    "InvalidFilterError for a contains/icontains filter with a string operand",
+    "string_range_filters": "gt/gte/lt/lte compare strings in code-point order; a store without it raises "
+    "InvalidFilterError for a range filter with a string operand",
 }
+
+#: The capabilities a filter can need beyond the operators every store must evaluate exactly.
+FILTER_CAPABILITIES = ("substring_filters", "string_range_filters")
 
 _ATTR = "__engram_requires__"
 
@@ -50,6 +66,34 @@ def requires(*capabilities: str) -> Callable[[F], F]:
         return fn
 
     return mark
+
+
+def filter_requirements(f: Any) -> frozenset[str]:
+    """The optional capabilities a parsed filter needs (see :data:`FILTER_CAPABILITIES`).
+
+    ``contains``/``icontains`` with a string operand need ``"substring_filters"`` (the operator
+    matches a substring of a string field as well as an element of a list field); ``gt``, ``gte``,
+    ``lt``, ``lte`` with a string operand need ``"string_range_filters"``. Every other filter is
+    one that every vector store must evaluate exactly: equality with JSON types, numeric and time
+    ranges, ``in``/``nin``, list elements, null and missing fields, ``AND``/``OR``/``NOT``.
+    """
+    from engram.core._filters import TIME_FIELDS, And, Cmp, Not, Or
+
+    found: set[str] = set()
+    stack = [f]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Cmp):
+            if node.op in ("contains", "icontains") and isinstance(node.value, str):
+                found.add("substring_filters")
+            elif (node.op in ("gt", "gte", "lt", "lte") and isinstance(node.value, str)
+                  and node.field not in TIME_FIELDS):
+                found.add("string_range_filters")
+        elif isinstance(node, And | Or):
+            stack.extend(node.items)
+        elif isinstance(node, Not):
+            stack.append(node.item)
+    return frozenset(found)
 
 
 def requirements_of(fn: Any) -> frozenset[str]:

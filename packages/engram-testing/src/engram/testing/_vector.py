@@ -37,7 +37,7 @@ from ._data import (
     random_unit,
     scope_dataset,
 )
-from ._requires import ProviderSuite, requires, skip_unless_capable
+from ._requires import ProviderSuite, filter_requirements, requires, skip_unless_capable
 
 __all__ = ["VectorStoreConformance", "assert_same_item", "newest_first"]
 
@@ -326,6 +326,10 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
             except InvalidFilterError:
                 continue
             checked += 1
+            lacking = filter_requirements(f) - self.caps(store)
+            if lacking:
+                failures.extend(await self.refuses_filter(store, f, f"{mapping!r} (lacks {sorted(lacking)})"))
+                continue
             want = [i for i in newest_first(items) if matches(f, i)]
             try:
                 got = await store.list(None, filters=f, limit=None)
@@ -347,6 +351,37 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
                 failures.append(f"{mapping!r} raised {type(exc).__name__}: {exc}")
         assert not failures, f"{len(failures)} mismatches over {checked} filters:\n" + "\n".join(failures[:40])
         return checked
+
+    async def refuses_filter(self, store: Any, f: Any, what: str) -> list[str]:
+        """A filter needing a capability the store lacks must raise InvalidFilterError from list,
+        count and search (a clear error, never a wrong answer). Returns the failures."""
+        failures = []
+        calls = {
+            "list": lambda: store.list(None, filters=f, limit=None),
+            "count": lambda: store.count(None, filters=f),
+            "search": lambda: self.search(store, Scope(user_id="u1"), filters=f),
+        }
+        for name, call in calls.items():
+            try:
+                got = await call()
+            except InvalidFilterError:
+                continue
+            except Exception as exc:
+                failures.append(f"{name} {what}: raised {type(exc).__name__} instead of InvalidFilterError: {exc}")
+                continue
+            failures.append(f"{name} {what}: answered {got!r:.80} instead of raising InvalidFilterError")
+        return failures
+
+    async def filtered_labels(self, store: Any, mapping: Any, scope: Scope | None = None) -> set[str] | None:
+        """Labels ``list`` returns for a filter, or ``None`` after checking the store refuses a filter
+        that needs a capability it lacks."""
+        f = parse_filters(mapping)
+        lacking = filter_requirements(f) - self.caps(store)
+        if lacking:
+            failures = await self.refuses_filter(store, f, f"{mapping!r} (lacks {sorted(lacking)})")
+            assert not failures, "\n".join(failures)
+            return None
+        return {_label(i) for i in await store.list(scope, filters=f, limit=None)}
 
     @pytest.mark.parametrize("op", sorted(OPERATORS))
     async def test_filter_operator(self, store: Any, op: str) -> None:
@@ -377,9 +412,10 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
         for name, (mapping, want) in cases.items():
             f = parse_filters(mapping)
             assert {_label(i) for i in items if matches(f, i)} == want, f"the test's own truth for {name}"
-            got = {_label(i) for i in await store.list(None, filters=f, limit=None)}
-            assert got == want, f"{name}: got {sorted(got)}, want {sorted(want)}"
+            got = await self.filtered_labels(store, mapping)
+            assert got is None or got == want, f"{name}: got {sorted(got)}, want {sorted(want)}"
 
+    @requires("substring_filters")
     async def test_filter_icontains_unicode_casefold(self, store: Any) -> None:
         """``icontains`` folds case the Unicode way: ``"STRASSE"`` finds ``"straße"``, ``"ünï"`` finds ``"Ünï"``."""
         items = filter_dataset(self.dims)
@@ -436,6 +472,8 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
         await self.write(store, items)
         for mapping in COMBINATIONS[:8]:
             f = parse_filters(mapping)
+            if filter_requirements(f) - self.caps(store):
+                continue  # test_filter_combinations checks that the store refuses it
             for scope in (Scope(user_id="u1"), Scope(user_id="u2", run_id="r1"), Scope(agent_id="a1")):
                 want = [i.id for i in newest_first(items)
                         if matches(f, i) and scope.matches(i.user_id, i.agent_id, i.run_id)]
@@ -810,6 +848,38 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
         if history:
             for w in range(tasks):
                 assert len(await store.history(mid(f"c{w}-7"))) == 1
+
+    # -- scale -----------------------------------------------------------------------------------
+
+    #: How many memories :meth:`test_batch_upsert_10k` writes in one batch.
+    batch_size: ClassVar[int] = 10_000
+
+    async def test_batch_upsert_10k(self, store: Any) -> None:
+        """One batch of 10K memories lands whole: counted per scope, each one readable, listed
+        newest first, found by its own vector; a second 10K batch replacing them all keeps the count."""
+        n = self.batch_size
+        vecs = random_unit(self.rng(21), self.dims, n)
+        items = [make_item(f"b{k}", f"batch memory {k} [b{k}]", vecs[k], user_id=f"u{k % 4}",
+                           created_at=BASE_TIME + timedelta(seconds=k), metadata={"k": k, "even": k % 2 == 0})
+                 for k in range(n)]
+        await self.write(store, items)
+        assert await store.count() == n
+        assert await store.count(Scope(user_id="u1")) == n // 4
+        assert await store.count(None, filters=parse_filters({"even": True})) == (n + 1) // 2
+        sample = [items[k] for k in (0, 1, n // 2, n - 1)]
+        for g, w in zip(await store.get([i.id for i in sample]), sample, strict=True):
+            assert_same_item(g, w)
+        assert [i.id for i in await store.list(None, limit=3)] == [items[n - 1].id, items[n - 2].id, items[n - 3].id]
+        for k in (7, n - 5):
+            hits = await self.search(store, Scope(user_id=f"u{k % 4}"), embedding=vecs[k], limit=1)
+            assert [h.item.id for h in hits] == [items[k].id]
+        moved = [make_item(f"b{k}", f"batch memory {k} moved [b{k}]", vecs[k], user_id="u9",
+                           created_at=BASE_TIME + timedelta(seconds=k)) for k in range(n)]
+        await self.write(store, moved)
+        assert await store.count() == n
+        assert await store.count(Scope(user_id="u9")) == n
+        (got,) = await store.get([items[3].id])
+        assert got.memory == "batch memory 3 moved [b3]"
 
     # -- history written with the batch ---------------------------------------------------------
 

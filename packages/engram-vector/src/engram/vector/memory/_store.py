@@ -23,7 +23,7 @@ class MemoryVectorStore:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    capabilities = frozenset({"archive"})
+    capabilities = frozenset({"archive", "substring_filters", "string_range_filters"})
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()

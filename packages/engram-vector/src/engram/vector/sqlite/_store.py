@@ -305,7 +305,9 @@ class SQLiteVectorStore:
         busy_timeout: float = 30.0
         speaker_weight: float = Field(default=1.0, ge=0)
 
-    capabilities = frozenset({"lexical", "history", "archive", "persistent"})
+    capabilities = frozenset(
+        {"lexical", "history", "archive", "persistent", "substring_filters", "string_range_filters"}
+    )
 
     def __init__(self, config: Config | None = None, **kwargs: Any) -> None:
         self.config = config or self.Config(**kwargs)
@@ -313,7 +315,9 @@ class SQLiteVectorStore:
         if path != ":memory:":
             path = str(Path(path).expanduser())
         else:
-            self.capabilities = frozenset({"lexical", "history", "archive"})
+            self.capabilities = frozenset(
+                {"lexical", "history", "archive", "substring_filters", "string_range_filters"}
+            )
         self.path = path
         self._db = Database(path, _setup, on_connect=register_functions, busy_timeout=self.config.busy_timeout)
         self._dims: int | None = None

@@ -11,7 +11,8 @@ running the tool by hand.
     uv run nox -s tests                    every package's tests
     uv run nox -s e2e                      cross-package tests in tests/
     uv run nox -s typecheck                pyright on packages/*/src (not run by CI)
-    uv run nox -s integration              tests marked ``integration`` (none yet)
+    uv run nox -s plugins                  every plugin's unit and conformance tests
+    uv run nox -s integration              start Qdrant and Chroma on 127.0.0.1, run the tests marked ``integration``
     uv run nox -s bench -- --quick         benchmarks/bench_ops.py, bench_infer.py, bench_graph.py, locomo_retrieval.py
     uv run nox -s docs                     every docs/*.md link and file reference resolves
 """
@@ -22,6 +23,7 @@ import re
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 ROOT = Path(__file__).resolve().parent
 nox.options.default_venv_backend = "none"
@@ -85,10 +87,57 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def plugins(session: nox.Session) -> None:
+    """Every first-party plugin's own tests: unit tests and the conformance suites (server-mode
+    classes skip here, naming their server; ``integration`` runs them)."""
+    _pytest(session, *[f"{m}/tests" for m in TESTED if m.startswith("plugins/")])
+
+
+# Servers the integration tests need, each started on 127.0.0.1 by ``scripts/<name>_server.py
+# start --state DIR``, which writes the ENGRAM_TEST_* variables its tests read to DIR/<name>.env.
+SERVERS = ["qdrant", "chroma"]
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@nox.session
 def integration(session: nox.Session) -> None:
-    """Tests marked ``integration`` (real external services); none exist yet, so "no tests" passes."""
-    paths = [f"{m}/tests" for m in TESTED] + (["tests"] if (ROOT / "tests").is_dir() else [])
-    _uv(session, "pytest", "-m", "integration", *paths, *session.posargs, success_codes=[0, PYTEST_NO_TESTS])
+    """Start the servers (Qdrant, Chroma) on 127.0.0.1, run every test marked ``integration``
+    against them, stop them. Fails when a server does not start, when no test ran, or when any
+    integration test was skipped (a skip here would hide a server the run was meant to use)."""
+    import tempfile
+    import xml.etree.ElementTree as ET
+
+    state = Path(tempfile.mkdtemp(prefix="engram-integration-"))
+    env: dict[str, str] = {}
+    started: list[str] = []
+    try:
+        for name in SERVERS:
+            started.append(name)
+            _uv(session, "python", f"scripts/{name}_server.py", "start", "--state", str(state / name))
+            env.update(_read_env(state / name / f"{name}.env"))
+        session.log("servers: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+        paths = [f"{m}/tests" for m in TESTED] + (["tests"] if (ROOT / "tests").is_dir() else [])
+        report = state / "junit.xml"
+        _uv(session, "pytest", "-m", "integration", "-p", "no:cacheprovider", f"--junitxml={report}",
+            *paths, *session.posargs, env=env)
+        suites = ET.parse(report).getroot().iter("testsuite")
+        ran = skipped = 0
+        for suite in suites:
+            ran += int(suite.get("tests", 0))
+            skipped += int(suite.get("skipped", 0))
+        if skipped:
+            session.error(f"{skipped} of {ran} integration tests were skipped although the servers were started")
+        session.log(f"{ran} integration tests ran against real servers")
+    finally:
+        for name in reversed(started):
+            try:
+                _uv(session, "python", f"scripts/{name}_server.py", "stop", "--state", str(state / name))
+            except CommandFailed:
+                session.warn(f"stopping the {name} server failed; see {state / name}")
 
 
 # The benchmark scripts the bench session runs, in order; bench_mem0.py is left out (it runs in a

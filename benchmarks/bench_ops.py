@@ -120,9 +120,64 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def config_for(store: str, path: str) -> dict:
-    vector = {"provider": "sqlite", "config": {"path": path}} if store == "sqlite" else {"provider": "memory"}
+# The stores --vector-store can name: the embedded defaults, and each plugin in its local and server
+# mode. Server stores read their URL from ENGRAM_TEST_QDRANT_URL / ENGRAM_TEST_CHROMA_URL, or the
+# benchmark starts the server on 127.0.0.1 with scripts/<name>_server.py for the run.
+STORES = ("sqlite", "memory", "qdrant", "qdrant-server", "chroma", "chroma-server")
+SERVER_ENV = {"qdrant-server": "ENGRAM_TEST_QDRANT_URL", "chroma-server": "ENGRAM_TEST_CHROMA_URL"}
+STORE_LABEL = {
+    "sqlite": "sqlite (file, WAL)",
+    "memory": "memory (in process)",
+    "qdrant": "qdrant, local mode (folder)",
+    "qdrant-server": "qdrant, server 1.16.3 (HTTP)",
+    "chroma": "chroma, embedded (PersistentClient)",
+    "chroma-server": "chroma, server (`chroma run`, HTTP)",
+}
+
+
+def config_for(store: str, path: str, size: int = 0) -> dict:
+    """The AsyncMemory config of one store under test; ``path`` is a fresh temp file name."""
+    collection = f"bench_{size}_{os.getpid()}"
+    if store == "sqlite":
+        vector: object = {"provider": "sqlite", "config": {"path": path}}
+    elif store == "memory":
+        vector = {"provider": "memory"}
+    elif store == "qdrant":
+        vector = {"provider": "qdrant", "config": {"path": path + ".qdrant"}}
+    elif store == "chroma":
+        vector = {"provider": "chroma", "config": {"path": path + ".chroma"}}
+    elif store in SERVER_ENV:
+        url = os.environ[SERVER_ENV[store]]
+        scheme = store.split("-")[0]
+        vector = f"{scheme}://{url.split('://', 1)[1].rstrip('/')}/{collection}"
+    else:
+        raise SystemExit(f"unknown vector store {store!r}; expected one of {', '.join(STORES)}")
     return {"vector_store": vector, "embedder": {"provider": "hash", "config": {"dims": 384}}}
+
+
+def start_servers(stores: list[str], state: Path) -> list[str]:
+    """Start the servers the chosen stores need and are not given by URL; returns their names."""
+    started = []
+    for store in stores:
+        var = SERVER_ENV.get(store)
+        if var is None or os.environ.get(var):
+            continue
+        name = store.split("-")[0]
+        script = Path(__file__).resolve().parent.parent / "scripts" / f"{name}_server.py"
+        subprocess.run([sys.executable, str(script), "start", "--state", str(state / name)], check=True,
+                       stdout=subprocess.DEVNULL)
+        started.append(name)
+        for line in (state / name / f"{name}.env").read_text().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                os.environ[k.strip()] = v.strip()
+    return started
+
+
+def stop_servers(started: list[str], state: Path) -> None:
+    for name in started:
+        script = Path(__file__).resolve().parent.parent / "scripts" / f"{name}_server.py"
+        subprocess.run([sys.executable, str(script), "stop", "--state", str(state / name)], check=False)
 
 
 async def run_size(args: argparse.Namespace) -> dict:
@@ -133,7 +188,7 @@ async def run_size(args: argparse.Namespace) -> dict:
     others = [f"u{i}" for i in range(1, scopes)] or ["u0"]
     out: dict = {"size": n, "store": args.vector_store}
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
-        cfg = config_for(args.vector_store, os.path.join(tmp, "bench.db"))
+        cfg = config_for(args.vector_store, os.path.join(tmp, "bench.db"), n)
         memory = AsyncMemory(cfg)
         await memory.add(corpus.sentence(), user_id="u0", infer=False)
         added = 1
@@ -192,13 +247,15 @@ async def run_size(args: argparse.Namespace) -> dict:
         out["rss_after_search_mb"] = rss_mb()
 
         out["rss_peak_mb"] = peak_rss_mb()
-        if args.vector_store == "sqlite":
+        if args.vector_store in ("sqlite", "qdrant", "chroma"):  # stores that reopen from a local file
             await memory.aclose()
             memory = AsyncMemory(cfg)
             t = time.perf_counter()
             await memory.search(queries[-1], user_id="u0", limit=10)
             out["first_search_after_reopen_ms"] = (time.perf_counter() - t) * 1e3
-            out["db_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
+            out["db_mb"] = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 2**20
+        if args.vector_store in SERVER_ENV:
+            await memory.reset()  # drop the server-side collection
         await memory.aclose()
     out["rss_peak_with_reopen_mb"] = peak_rss_mb()
     return out
@@ -370,6 +427,72 @@ def _ok(b: bool) -> str:
     return "met" if b else "**missed**"
 
 
+def run_store(args: argparse.Namespace, sizes: list[int], env: dict[str, str]) -> list[dict] | None:
+    """Each size in its own subprocess (so peak RSS is that size's own); None when one failed."""
+    passthrough = [
+        "--vector-store", args.vector_store, "--scopes", str(args.scopes), "--batch", str(args.batch),
+        "--singles", str(args.singles), "--queries", str(args.queries), "--warmup", str(args.warmup),
+        "--seed", str(args.seed),
+    ]
+    results = []
+    for n in sizes:
+        print(f"[bench_ops] {args.vector_store}: {n:,} memories ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        p = subprocess.run(
+            [sys.executable, __file__, "--size", str(n), *passthrough],
+            capture_output=True, text=True, check=False, env=env,
+        )
+        if p.returncode != 0:
+            print(p.stderr, file=sys.stderr)
+            print(f"[bench_ops] {args.vector_store} size {n} failed (exit {p.returncode})", file=sys.stderr)
+            return None
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(
+            f"[bench_ops]   done in {time.perf_counter() - t:.1f}s: search p50 {r['search_ms']['p50']:.2f} ms, "
+            f"add {r['add_single_us']['mean']:.0f} µs, peak RSS {r['rss_peak_mb']:.0f} MB",
+            file=sys.stderr,
+        )
+    return results
+
+
+def report_stores(by_store: dict[str, list[dict]], args: argparse.Namespace) -> str:
+    """One table, every store side by side, with ratios to sqlite measured in the same run."""
+    base = {r["size"]: r for r in by_store.get("sqlite", [])}
+    shown = ["--vector-store " + ",".join(by_store)]
+    if args.sizes != "2k,10k,100k":
+        shown.insert(0, f"--sizes {args.sizes}")
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        f"Command: `uv run python benchmarks/bench_ops.py {' '.join(shown)}`. The same workload as above "
+        f"(`hash` embedder, 384 dims, `infer=False`, {args.scopes} scopes, {args.queries} searches in the "
+        f"half-of-N scope after {args.warmup} warm-up ones, batched adds of {args.batch} messages, then "
+        f"{args.singles} one-message adds) on each store, one after the other in one run; servers on "
+        "127.0.0.1 started by `scripts/`. Search is hybrid (dense + BM25) on stores with the `lexical` "
+        "capability and dense only on the others. Ratios are this store ÷ sqlite at the same size.",
+        "",
+    ]
+    rows = []
+    for store, results in by_store.items():
+        for r in results:
+            b = base.get(r["size"])
+            p50, add = r["search_ms"]["p50"], r["add_single_us"]["p50"]
+            rows.append([
+                STORE_LABEL.get(store, store), size_label(r["size"]),
+                fmt(r["add_batched_us"], 0), fmt(add, 0),
+                fmt(p50, 2), fmt(r["search_ms"]["p95"], 2), fmt(r["rss_peak_mb"], 0),
+                f"{add / b['add_single_us']['p50']:.1f}×" if b else "",
+                f"{p50 / b['search_ms']['p50']:.1f}×" if b else "",
+            ])
+    lines.append(table(
+        ["store", "memories", "add, batched: µs/msg", "add, 1 msg p50 µs", "search p50 ms", "search p95 ms",
+         "peak RSS MB (client)", "add ÷ sqlite", "search ÷ sqlite"],
+        rows,
+    ))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -378,7 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="2K only, 50 queries, 200 single adds; no docs write"
     )
-    ap.add_argument("--vector-store", choices=("sqlite", "memory"), default="sqlite")
+    ap.add_argument(
+        "--vector-store",
+        default="sqlite",
+        help=f"one store, or several comma separated (or 'all') for a side-by-side table: {', '.join(STORES)}",
+    )
     ap.add_argument("--scopes", type=int, default=10, help="user ids the memories are spread over")
     ap.add_argument("--batch", type=int, default=100, help="messages per add call while filling")
     ap.add_argument("--singles", type=int, default=1000, help="one-message adds timed one by one")
@@ -409,47 +536,36 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.queries, args.singles = "2k", 50, 200
     write = (not args.quick) if args.write is None else args.write
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    results = []
-    passthrough = [
-        "--vector-store",
-        args.vector_store,
-        "--scopes",
-        str(args.scopes),
-        "--batch",
-        str(args.batch),
-        "--singles",
-        str(args.singles),
-        "--queries",
-        str(args.queries),
-        "--warmup",
-        str(args.warmup),
-        "--seed",
-        str(args.seed),
-    ]
+    stores = list(STORES) if args.vector_store == "all" else [v.strip() for v in args.vector_store.split(",")]
+    unknown = [v for v in stores if v not in STORES]
+    if unknown:
+        ap.error(f"unknown vector store {', '.join(unknown)}; expected {', '.join(STORES)} or all")
     env = dict(os.environ)
     if args.blas_threads is not None:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(args.blas_threads)
-    for n in sizes:
-        print(f"[bench_ops] {args.vector_store}: {n:,} memories ...", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        p = subprocess.run(
-            [sys.executable, __file__, "--size", str(n), *passthrough],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if p.returncode != 0:
-            print(p.stderr, file=sys.stderr)
-            print(f"[bench_ops] size {n} failed (exit {p.returncode})", file=sys.stderr)
-            return 1
-        r = json.loads(p.stdout.strip().splitlines()[-1])
-        results.append(r)
-        print(
-            f"[bench_ops]   done in {time.perf_counter() - t:.1f}s: search p50 {r['search_ms']['p50']:.2f} ms, "
-            f"add {r['add_single_us']['mean']:.0f} µs, peak RSS {r['rss_peak_mb']:.0f} MB",
-            file=sys.stderr,
-        )
+    with tempfile.TemporaryDirectory(prefix="engram-bench-servers-") as state:
+        started = start_servers(stores, Path(state))
+        try:
+            env.update({k: os.environ[k] for k in SERVER_ENV.values() if k in os.environ})
+            by_store = {}
+            for store in stores:
+                args.vector_store = store
+                results = run_store(args, sizes, env)
+                if results is None:
+                    return 1
+                by_store[store] = results
+        finally:
+            stop_servers(started, Path(state))
+    if len(stores) > 1:
+        text = report_stores(by_store, args)
+        print(text)
+        if args.json:
+            print(json.dumps(by_store, indent=2))
+        if write:
+            write_section("bench_ops_stores", text)
+        return 0
+    results = by_store[stores[0]]
     variant = args.vector_store != "sqlite" or args.blas_threads is not None
     imports = {} if variant else measure_imports()
     shown = ["--quick"] if args.quick else ([f"--sizes {args.sizes}"] if args.sizes != "2k,10k,100k" else [])

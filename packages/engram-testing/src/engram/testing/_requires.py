@@ -30,7 +30,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The capability names the suites know. A store may declare others; they are ignored here.
 CAPABILITIES: dict[str, str] = {
-    "lexical": "full-text (BM25) search: mode='lexical' and the lexical half of mode='hybrid'",
+    "lexical": "vector stores: full-text (BM25) search, mode='lexical' and the lexical half of mode='hybrid'; "
+    "rerankers: the document that shares the query's words ranks first",
     "history": "the store is also a HistoryStore and writes WriteBatch.events with the batch",
     "persistent": "data survives closing the store and opening it again (the test class's reopen hook)",
     "archive": "WriteBatch.archive keeps old versions, listable and searchable with archived=True",
@@ -38,6 +39,15 @@ CAPABILITIES: dict[str, str] = {
     "InvalidFilterError for a contains/icontains filter with a string operand",
     "string_range_filters": "gt/gte/lt/lte compare strings in code-point order; a store without it raises "
     "InvalidFilterError for a range filter with a string operand",
+    "semantic": "embedders and rerankers: meaning counts, not only shared words (a paraphrase is closer to "
+    "the query than an unrelated text; the relevant document ranks first)",
+    "pointwise": "rerankers: a document's score depends only on the query and that document (the same alone, "
+    "beside others, at any position, and with top_n)",
+    "json": "LLMs: response_format={'type': 'json_object'} gets a reply whose text is that JSON object",
+    "tools": "LLMs: tool definitions are sent and the model's tool calls come back as LLMResponse.tool_calls "
+    "with dict arguments",
+    "remote": "the provider calls a server, which can fail: a server error raises ProviderError, no answer "
+    "ProviderTimeoutError (the LLM suite scripts both)",
 }
 
 #: The capabilities a filter can need beyond the operators every store must evaluate exactly.

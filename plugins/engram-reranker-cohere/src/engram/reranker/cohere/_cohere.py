@@ -17,8 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from cohere import AsyncClientV2
 from cohere.core.api_error import ApiError
-from cohere.core.parse_error import ParsingError
 from cohere.core.request_options import RequestOptions
+
+try:  # cohere >= 6 raises this for a 2xx body it could not validate
+    from cohere.core.parse_error import ParsingError
+
+    _PARSING_ERRORS: tuple[type[Exception], ...] = (ParsingError,)
+except ImportError:  # pragma: no cover - older SDKs have no such error
+    _PARSING_ERRORS = ()
 
 __all__ = ["API_KEY_ENV", "MAX_BAD_BODY_RETRIES", "RETRY_STATUS", "CohereAPIError", "CohereReranker"]
 
@@ -246,7 +252,6 @@ class CohereReranker:
                 base_url=c.base_url,
                 client_name=c.client_name,
                 timeout=c.timeout,
-                max_retries=0,
                 httpx_client=self._http,
                 log_warning_experimental_features=False,
             )
@@ -372,7 +377,7 @@ class CohereReranker:
         c = self.config
         n = len(part)
         ask = min(top_n, n) if top_n is not None else None
-        options: RequestOptions = {"timeout": timeout, "max_retries": 0}
+        options: RequestOptions = {"max_retries": 0}  # this class retries (see the class docstring)
         kwargs: dict[str, Any] = {}
         if ask is not None:
             kwargs["top_n"] = ask
@@ -388,10 +393,11 @@ class CohereReranker:
                 )
         except ApiError as exc:
             raise _translate(exc, self.url) from exc
-        except ParsingError as exc:
+        except _PARSING_ERRORS as exc:
+            status, body = getattr(exc, "status_code", None), getattr(exc, "body", None)
             raise CohereAPIError(
-                f"invalid rerank answer from {self.url} (HTTP {exc.status_code}): {error_text(exc.body)}",
-                status_code=exc.status_code,
+                f"invalid rerank answer from {self.url} (HTTP {status}): {error_text(body)}",
+                status_code=status,
             ) from exc
         except httpx.TimeoutException as exc:
             raise _Retryable(
@@ -461,7 +467,7 @@ def _translate(exc: ApiError, url: str) -> Exception:
         return _Retryable(
             f"the answer is not valid JSON: {message[:200]!r}", status_code=status, bad_body=True
         )
-    retry_after = _retry_after(exc.headers or {})
+    retry_after = _retry_after(getattr(exc, "headers", None) or {})  # cohere < 5.16 keeps no headers
     text = f"HTTP {status}: {message}"
     if status in RETRY_STATUS:
         return _Retryable(text, status_code=status, server_message=message, retry_after=retry_after)

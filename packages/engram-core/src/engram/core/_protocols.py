@@ -71,16 +71,19 @@ class Embedder(Protocol):
 
     @property
     def dims(self) -> int:
-        """Length of every vector this embedder returns."""
+        """Length of every vector this embedder returns; may be 0 until the first call for an
+        embedder that learns it from its server, positive and fixed after that."""
         ...
 
     async def embed(self, texts: Sequence[str], *, kind: Literal["document", "query"] = "document") -> np.ndarray:
         """Embed a batch.
 
         Returns:
-            ``(len(texts), dims)`` float32, each row L2-normalised (so a dot product is the cosine).
+            ``(len(texts), dims)`` float32, each row L2-normalised (so a dot product is the cosine);
+            ``(0, dims)`` for no texts. A text with no words may give the zero vector.
 
         Raises:
+            InvalidInputError: ``texts`` is a single string, or an item is not a string.
             ProviderError: the model or its server failed.
         """
         ...
@@ -242,7 +245,19 @@ class Reranker(Protocol):
     """Reorders candidates for a query."""
 
     async def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[tuple[int, float]]:
-        """Returns ``(index into documents, relevance)`` pairs, most relevant first."""
+        """Rerank ``documents`` for ``query``.
+
+        Returns:
+            ``(index into documents, relevance)`` pairs, most relevant first, each index at most
+            once, relevances finite floats (their scale is the model's); all documents when
+            ``top_n`` is ``None``, else the best ``min(top_n, len(documents))``; ``[]`` for no
+            documents.
+
+        Raises:
+            InvalidInputError: ``top_n`` below 1, ``documents`` a single string, or a document
+                that is not a string.
+            ProviderError: the model or its server failed; ProviderTimeoutError past the deadline.
+        """
         ...
 
     async def aclose(self) -> None: ...

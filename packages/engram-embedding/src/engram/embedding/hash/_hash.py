@@ -8,6 +8,7 @@ from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from engram.core.errors import InvalidInputError
 from pydantic import BaseModel, ConfigDict, Field
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -59,7 +60,16 @@ class HashEmbedder:
             out /= n
 
     async def embed(self, texts: Sequence[str], *, kind: Literal["document", "query"] = "document") -> np.ndarray:
-        """Returns ``(len(texts), dims)`` float32, rows L2-normalised (zero for a text without words)."""
+        """Returns ``(len(texts), dims)`` float32, rows L2-normalised (zero for a text without words).
+
+        Raises:
+            InvalidInputError: ``texts`` is a single string, or an item is not a string.
+        """
+        if isinstance(texts, str):
+            raise InvalidInputError("embed() takes a sequence of strings, not a single string")
+        for t in texts:
+            if not isinstance(t, str):
+                raise InvalidInputError(f"embed() takes strings; got {type(t).__name__}")
         out = np.zeros((len(texts), self._dims), dtype=np.float32)
         for i, t in enumerate(texts):
             self._one(t, out[i])

@@ -74,7 +74,7 @@ class LocalEmbedder:
         download: bool = True
         hub_endpoint: str | None = None
 
-    capabilities = frozenset({"offline"})
+    capabilities = frozenset({"offline", "semantic"})
 
     def __init__(
         self, config: Config | None = None, *, on_progress: ProgressCallback | None = None, **kwargs: Any

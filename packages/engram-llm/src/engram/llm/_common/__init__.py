@@ -10,7 +10,8 @@ One place for the parts every remote provider needs and must get right the same 
   jitter (or exactly the server's ``Retry-After`` / ``retry-after-ms``), and translates failures into
   :mod:`engram.core.errors` with the server's own message kept;
 - :class:`TokenUsage`: the running token total a provider keeps;
-- :func:`response_format_spec` and :func:`extract_json`: structured output helpers.
+- :func:`response_format_spec` and :func:`extract_json`: structured output helpers;
+- :func:`check_messages`: the message-list validation every provider (the scripted one too) applies.
 
 Not public API: import the providers from ``engram.llm.openai`` / ``engram.llm.anthropic``.
 """
@@ -23,14 +24,14 @@ import logging
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 from engram.core import error_text, parse_retry_after, server_message, url_fields
-from engram.core.errors import ConfigurationError, ProviderError, ProviderTimeoutError
+from engram.core.errors import ConfigurationError, InvalidInputError, ProviderError, ProviderTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "RequestRefused",
     "RetryingClient",
     "TokenUsage",
+    "check_messages",
     "error_text",
     "extract_json",
     "parse_retry_after",
@@ -361,3 +363,21 @@ def extract_json(text: str) -> str | None:
     return None
 
 
+
+
+def check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``messages`` as dicts, after checking it is a list of mappings each with a string
+    ``role``.
+
+    Raises:
+        InvalidInputError: a bare string, something that is not a sequence, or a message that is
+            not a mapping with a ``role``.
+    """
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InvalidInputError("messages must be a list of {'role', 'content'} mappings")
+    out = []
+    for m in messages:
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            raise InvalidInputError(f"a message must be a mapping with a 'role'; got {m!r}")
+        out.append(dict(m))
+    return out

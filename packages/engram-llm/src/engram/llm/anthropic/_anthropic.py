@@ -12,6 +12,7 @@ from .._common import (
     HTTPSettings,
     RetryingClient,
     TokenUsage,
+    check_messages,
     extract_json,
     response_format_spec,
     url_fields,
@@ -253,13 +254,9 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
 def _split(messages: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """``(system prompt, Anthropic messages)``: system messages joined, roles merged, tool calls
     and results translated."""
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InvalidInputError("messages must be a list of {'role', 'content'} mappings")
     system: list[str] = []
     out: list[dict[str, Any]] = []
-    for m in messages:
-        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
-            raise InvalidInputError(f"a message must be a mapping with a 'role'; got {m!r}")
+    for m in check_messages(messages):
         role = m["role"]
         if role in ("system", "developer"):
             text = "".join(b.get("text", "") for b in _blocks(m.get("content")) if b.get("type") == "text")

@@ -15,6 +15,7 @@ from .._common import (
     RequestRefused,
     RetryingClient,
     TokenUsage,
+    check_messages,
     extract_json,
     response_format_spec,
     url_fields,
@@ -274,7 +275,7 @@ class OpenAILLM:
             ProviderError: the server refused the request (its message is kept) or kept failing.
             ProviderTimeoutError: the call ran past ``total_timeout``, or its last attempt timed out.
         """
-        msgs = _messages(messages)
+        msgs = check_messages(messages)
         fmt = response_format_spec(response_format)
         tool_defs = [_tool(t) for t in tools] if tools else []
         c = self.config
@@ -424,17 +425,6 @@ class OpenAILLM:
 
     def __repr__(self) -> str:
         return f"OpenAILLM(preset={self.config.preset!r}, model={self.model!r}, url={self.url!r})"
-
-
-def _messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise InvalidInputError("messages must be a list of {'role', 'content'} mappings")
-    out = []
-    for m in messages:
-        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
-            raise InvalidInputError(f"a message must be a mapping with a 'role'; got {m!r}")
-        out.append(dict(m))
-    return out
 
 
 def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from engram.core import LLMResponse
 from engram.core.errors import ProviderError
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._common import check_messages
+
 
 class ScriptedLLM:
     """Replies from a list (in order) or from a function of the request.
@@ -60,7 +62,7 @@ class ScriptedLLM:
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
-        msgs = [dict(m) for m in messages]
+        msgs = check_messages(messages)
         self.calls.append({"messages": msgs, **options})
         if self.config.delay:
             await anyio.sleep(self.config.delay)

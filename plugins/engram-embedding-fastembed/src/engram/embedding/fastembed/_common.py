@@ -252,13 +252,14 @@ class FastEmbedModel:
 
     Config: Any
     capabilities: frozenset[str] = frozenset()
+    """What every instance can do; an instance adds ``"offline"`` when it never needs the network."""
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         if config is not None and kwargs:
             raise ConfigurationError(f"pass either a {type(self).__name__}.Config or keyword fields, not both")
         self.config = config or self.Config(**kwargs)
         offline = self.config.model_path is not None or self.config.local_files_only
-        self.capabilities = frozenset({"offline"}) if offline else frozenset()
+        self.capabilities = type(self).capabilities | ({"offline"} if offline else set())
         self._lock = threading.Lock()
         self._model: Any = None
 

@@ -57,8 +57,9 @@ class FastEmbedEmbedder(FastEmbedModel):
     ``passage_embed``: the two differ for models that embed queries differently (e.g.
     jina-embeddings-v3's tasks) and are the same vectors for symmetric models.
 
-    Capabilities: ``{"offline"}`` when the model never needs the network (``model_path`` is set,
-    or ``local_files_only``), else none.
+    Capabilities: ``"semantic"`` (fastembed's models are trained sentence encoders), and
+    ``"offline"`` when the model never needs the network (``model_path`` is set, or
+    ``local_files_only``).
 
     URL form: ``fastembed://ORG/NAME?threads=2`` (a model name), ``fastembed:///path/to/folder?pooling=none``
     (a folder; the path is taken as written after ``fastembed://``), or ``fastembed://`` (defaults).
@@ -105,6 +106,8 @@ class FastEmbedEmbedder(FastEmbedModel):
             if self.pooling is not None and self.model_path is None:
                 raise ValueError("pooling describes a model of your own: set model_path to its folder")
             return self
+
+    capabilities = frozenset({"semantic"})
 
     def __init__(self, config: Config | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

@@ -45,7 +45,9 @@ class FastEmbedReranker(FastEmbedModel):
     model in a worker thread, once even when first calls race, and scores one pair to check the
     output. Pairs are scored in worker threads, ``batch_size`` documents per onnxruntime run.
 
-    Capabilities: ``{"offline"}`` with ``model_path`` or ``local_files_only``, else none.
+    Capabilities: ``"pointwise"`` (each pair is scored on its own; padding is masked, so a
+    document's score does not depend on its batch), ``"semantic"`` (fastembed's cross-encoders are
+    trained for relevance), and ``"offline"`` with ``model_path`` or ``local_files_only``.
 
     URL form: ``fastembed://ORG/NAME?batch_size=32`` or ``fastembed:///path/to/folder``.
 
@@ -75,6 +77,8 @@ class FastEmbedReranker(FastEmbedModel):
             if self.model_file is not None and self.model_path is None:
                 raise ValueError("model_file names a file in model_path: set model_path too")
             return self
+
+    capabilities = frozenset({"pointwise", "semantic"})
 
     def _facade(self) -> Any:
         from fastembed.rerank.cross_encoder import TextCrossEncoder

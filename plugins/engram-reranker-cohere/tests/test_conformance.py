@@ -11,13 +11,14 @@ import pytest
 from engram.reranker.cohere import CohereReranker
 from engram.testing import RerankerConformance
 from engram.testing.rerank_server import RerankServer
+from pydantic import SecretStr
 
 KEY = "co-conformance-key"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RerankServer]:
-    with RerankServer(api_key=KEY) as s:
+    with RerankServer(api_key=SecretStr(KEY)) as s:
         yield s
 
 
@@ -29,7 +30,7 @@ class TestCohereReranker(RerankerConformance):
 
     @pytest.fixture
     async def reranker(self, server: RerankServer) -> AsyncIterator[CohereReranker]:
-        r = CohereReranker(CohereReranker.Config(base_url=server.base_url, api_key=KEY))
+        r = CohereReranker(CohereReranker.Config(base_url=server.base_url, api_key=SecretStr(KEY)))
         yield r
         await r.aclose()
 
@@ -38,7 +39,9 @@ class TestCohereRerankerInBatches(TestCohereReranker):
     @pytest.fixture
     async def reranker(self, server: RerankServer) -> AsyncIterator[CohereReranker]:
         r = CohereReranker(
-            CohereReranker.Config(base_url=server.base_url, api_key=KEY, max_documents_per_request=2)
+            CohereReranker.Config(
+                base_url=server.base_url, api_key=SecretStr(KEY), max_documents_per_request=2
+            )
         )
         yield r
         await r.aclose()

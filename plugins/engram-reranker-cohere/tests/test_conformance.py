@@ -18,7 +18,7 @@ KEY = "co-conformance-key"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RerankServer]:
-    with RerankServer(api_key=SecretStr(KEY)) as s:
+    with RerankServer(api_key=KEY) as s:
         yield s
 
 

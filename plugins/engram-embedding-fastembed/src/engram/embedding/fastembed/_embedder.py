@@ -17,6 +17,7 @@ from ._common import (
     check_texts,
     custom_name,
     describe,
+    fastembed_version,
     find_model_file,
     length_batches,
     unknown_model,
@@ -161,18 +162,23 @@ class FastEmbedEmbedder(FastEmbedModel):
         from fastembed.common.model_description import ModelSource, PoolingType
 
         c = self.config
-        pooling = {"mean": PoolingType.MEAN, "cls": PoolingType.CLS, "last_token": PoolingType.LAST_TOKEN,
-                   "none": PoolingType.DISABLED}[c.pooling or "none"]
-        self._facade().add_custom_model(
-            model=plan.name,
-            pooling=pooling,
-            normalization=True,
-            sources=ModelSource(hf=c.model),  # never fetched: a model of the user's own loads from model_path
-            dim=c.dims or 0,  # fastembed only reports it (embedding_size); 0 = unknown until the model runs
-            model_file=plan.model_file,
-            output_name=c.output_name,
-            description=f"engram: {c.model} ({c.pooling} pooling) from a local folder",
-        )
+        pooling = getattr(PoolingType, {"none": "DISABLED"}.get(c.pooling or "none", str(c.pooling).upper()), None)
+        if pooling is None:
+            raise ConfigurationError(f"pooling {c.pooling!r} needs a newer fastembed than {fastembed_version()}")
+        extra = {"output_name": c.output_name} if c.output_name is not None else {}
+        try:
+            self._facade().add_custom_model(
+                model=plan.name,
+                pooling=pooling,
+                normalization=True,
+                sources=ModelSource(hf=c.model),  # never fetched: a model of the user's own loads from model_path
+                dim=c.dims or 0,  # fastembed only reports it (embedding_size); 0 = unknown until the model runs
+                model_file=plan.model_file,
+                description=f"engram: {c.model} ({c.pooling} pooling) from a local folder",
+                **extra,
+            )
+        except TypeError as exc:  # a fastembed whose add_custom_model has no output_name
+            raise ConfigurationError(f"output_name needs a newer fastembed than {fastembed_version()}: {exc}") from exc
 
     def _check(self, model: Any, plan: Plan, folder: Path | None) -> None:
         """Embed one short text and keep the vector length.

@@ -89,11 +89,11 @@ class _Retryable(CohereAPIError):
 
 class CohereReranker:
     """A reranker on Cohere's ``POST /v2/rerank`` API through the official SDK (``cohere.AsyncClientV2``),
-    or on any server that speaks the same protocol (a proxy, vLLM's ``/v2/rerank``, ...) at ``base_url``.
+    or on any server that speaks the same protocol at ``base_url`` (a proxy, a compatible server).
 
     :meth:`rerank` sends the query and the documents and returns ``(index, relevance)`` pairs, most
-    relevant first. Cohere's relevance scores are in ``[0, 1]`` and depend on the query and one
-    document only, so scores from separate requests compare.
+    relevant first. Cohere's models score each document against the query on its own, in ``[0, 1]``,
+    so scores from separate requests compare.
 
     **Batching.** A list longer than ``max_documents_per_request`` (default 1,000, the most Cohere
     recommends sending in one request) is split into consecutive parts of at most that many

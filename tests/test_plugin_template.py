@@ -97,20 +97,24 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     )
     start = time.perf_counter()
     with _Timer("build wheels"):  # the builds are independent: run them side by side
+        commands = [
+            [uv, "build", "--wheel", "--out-dir", str(wheels), str(src)]
+            for src in [*(ROOT / "packages" / p for p in PACKAGES), project]
+        ]
         procs = [
             subprocess.Popen(
-                [uv, "build", "--wheel", "--out-dir", str(wheels), str(src)],
+                cmd,
                 cwd=ROOT,
                 env=_env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            for src in [*(ROOT / "packages" / p for p in PACKAGES), project]
+            for cmd in commands
         ]
-        for p in procs:
+        for cmd, p in zip(commands, procs, strict=True):
             out, _ = p.communicate(timeout=300)
-            assert p.returncode == 0, f"{' '.join(p.args)} failed:\n{out}"
+            assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{out}"
     built = sorted(wheels.glob("*.whl"))
     assert len(built) == len(PACKAGES) + 1, built
     with _Timer("venv and install"):

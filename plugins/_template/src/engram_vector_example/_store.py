@@ -306,15 +306,29 @@ def _copy(it: MemoryItem) -> MemoryItem:
     return out
 
 
-_TIMES = ("created_at", "updated_at")
-
-
 def _item_to_json(it: MemoryItem) -> dict[str, Any]:
-    d = {k: getattr(it, k) for k in ("id", "memory", "hash", "user_id", "agent_id", "run_id", "metadata")}
-    d.update({k: t.isoformat() if (t := getattr(it, k)) else None for k in _TIMES})
-    return d
+    return {
+        "id": it.id,
+        "memory": it.memory,
+        "hash": it.hash,
+        "user_id": it.user_id,
+        "agent_id": it.agent_id,
+        "run_id": it.run_id,
+        "metadata": it.metadata,
+        "created_at": it.created_at.isoformat(),
+        "updated_at": it.updated_at.isoformat() if it.updated_at else None,
+    }
 
 
 def _item_from_json(d: dict[str, Any]) -> MemoryItem:
-    times = {k: parse_time(t) if (t := d.pop(k, None)) else None for k in _TIMES}
-    return MemoryItem(**d, **times)
+    return MemoryItem(
+        id=d["id"],
+        memory=d["memory"],
+        hash=d["hash"],
+        user_id=d["user_id"],
+        agent_id=d["agent_id"],
+        run_id=d["run_id"],
+        metadata=d["metadata"],
+        created_at=parse_time(d["created_at"]),
+        updated_at=parse_time(d["updated_at"]) if d["updated_at"] else None,
+    )

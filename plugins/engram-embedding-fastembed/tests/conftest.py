@@ -33,16 +33,19 @@ import pytest
 MINILM_TOKENIZER_FILES = ("tokenizer.json", "special_tokens_map.json", "config.json")
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch, hub_home: Path) -> None:
-    """No hub access in any test: HF_HUB_OFFLINE=1 (read by fastembed at call time; huggingface_hub's
-    import-time copy is patched too) and empty cache folders."""
+@pytest.fixture(scope="module", autouse=True)
+def offline(hub_home: Path) -> Iterator[None]:
+    """No hub access in any test of these modules, class-scoped fixtures included: HF_HUB_OFFLINE=1
+    (read by fastembed at call time; huggingface_hub's import-time copy is patched too) and empty
+    cache folders. Undone after each module, so other packages' tests do not inherit it."""
     import huggingface_hub.constants
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("FASTEMBED_CACHE_PATH", str(hub_home / "fastembed"))
-    monkeypatch.setenv("HF_HOME", str(hub_home / "hf"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        mp.setenv("FASTEMBED_CACHE_PATH", str(hub_home / "fastembed"))
+        mp.setenv("HF_HOME", str(hub_home / "hf"))
+        yield
 
 
 @pytest.fixture

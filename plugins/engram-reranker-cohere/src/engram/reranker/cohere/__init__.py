@@ -2,6 +2,6 @@
 (``cohere.AsyncClientV2``), or on any server that speaks it (base URL configurable), with batching of
 long lists, retries (``Retry-After`` honoured, full-jitter backoff) and a bounded total time."""
 
-from ._cohere import API_KEY_ENV, MAX_BAD_BODY_RETRIES, RETRY_STATUS, CohereAPIError, CohereReranker
+from ._cohere import MAX_BAD_BODY_RETRIES, RETRY_STATUS, CohereAPIError, CohereReranker
 
-__all__ = ["API_KEY_ENV", "MAX_BAD_BODY_RETRIES", "RETRY_STATUS", "CohereAPIError", "CohereReranker"]
+__all__ = ["MAX_BAD_BODY_RETRIES", "RETRY_STATUS", "CohereAPIError", "CohereReranker"]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -26,9 +25,8 @@ try:  # cohere >= 6 raises this for a 2xx body it could not validate
 except ImportError:  # pragma: no cover - older SDKs have no such error
     _PARSING_ERRORS = ()
 
-__all__ = ["API_KEY_ENV", "MAX_BAD_BODY_RETRIES", "RETRY_STATUS", "CohereAPIError", "CohereReranker"]
+__all__ = ["MAX_BAD_BODY_RETRIES", "RETRY_STATUS", "CohereAPIError", "CohereReranker"]
 
-API_KEY_ENV = ("CO_API_KEY", "COHERE_API_KEY")
 """Environment variables read, in this order, when the config has no ``api_key`` (the same ones,
 in the same order, as the Cohere SDK reads)."""
 
@@ -118,9 +116,9 @@ class CohereReranker:
     answers; :class:`~engram.core.errors.ProviderTimeoutError` when the last attempt timed out or the
     call ran past ``total_timeout``. The API key never appears in a message or a ``repr``.
 
-    **API key.** ``api_key`` from the config; when it is unset, the ``CO_API_KEY`` environment
-    variable, then ``COHERE_API_KEY`` (:data:`API_KEY_ENV`, read when the client is created), as the
-    Cohere SDK does. It is sent as ``Authorization: Bearer <key>``. A server that checks no key still
+    **API key.** ``api_key`` from the config only: as everywhere in engram, environment variables
+    (``CO_API_KEY``, ``ENGRAM_...``) are read at the edge of the application, which passes the key
+    in. It is sent as ``Authorization: Bearer <key>``. A server that checks no key still
     needs some value (any string).
 
     **Lifecycle.** Nothing connects in ``__init__``: the SDK client and its ``httpx.AsyncClient`` are
@@ -139,7 +137,7 @@ class CohereReranker:
 
     class Config(BaseModel):
         """Attributes:
-        api_key: the Cohere API key (see the class docstring for the environment fallback).
+        api_key: the Cohere API key (required before the first call; the environment is not read).
         model: the rerank model, e.g. ``"rerank-v3.5"``, ``"rerank-v4.0-pro"``, ``"rerank-v4.0-fast"``.
         base_url: the API root; the SDK appends ``/v2/rerank``. A trailing ``/v1`` or ``/v2`` is
             removed (the SDK adds the version itself).
@@ -222,13 +220,9 @@ class CohereReranker:
     def _api_key(self) -> str:
         if self.config.api_key is not None:
             return self.config.api_key.get_secret_value()
-        for name in API_KEY_ENV:
-            value = os.environ.get(name)
-            if value:
-                return value
         raise ConfigurationError(
-            "reranker 'cohere' has no API key: set api_key in its config or the CO_API_KEY environment "
-            "variable (a server that checks no key accepts any value)"
+            "reranker 'cohere' has no API key: set api_key in its config (a server that checks no key "
+            "accepts any value)"
         )
 
     def _sdk(self) -> AsyncClientV2:
@@ -472,7 +466,7 @@ def _translate(exc: ApiError, url: str) -> Exception:
     if status in RETRY_STATUS:
         return _Retryable(text, status_code=status, server_message=message, retry_after=retry_after)
     if status in _AUTH_STATUS:
-        text += " (check the reranker's api_key, or CO_API_KEY)"
+        text += " (check the reranker's api_key)"
     return CohereAPIError(
         f"rerank request to {url} was refused: {text}",
         status_code=status,

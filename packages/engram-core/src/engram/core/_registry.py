@@ -138,7 +138,7 @@ class Registry:
                     kind=k.label, name=name, available=available, extra=extra,
                 )
             close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else ";"
             raise ProviderNotFoundError(
                 f"unknown {k.label} {name!r}{hint} installed: {', '.join(available) or 'none'}",
                 kind=k.label, name=name, available=available,

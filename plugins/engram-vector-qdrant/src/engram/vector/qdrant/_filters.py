@@ -5,17 +5,18 @@ filtered again in Python. The translation keeps engram's semantics:
 
 - equality by JSON type: a string only equals a string (``MatchValue`` on ``s``), a boolean a
   boolean (``b``), a number a number, exactly: integers (and integral floats) through the
-  integer projection ``i`` (``1`` equals ``1.0``), other floats through ``n`` on values without
-  an ``i``;
+  integer projection ``i`` (``1`` equals ``1.0``), other floats through their order key
+  ``kh kl`` on values without an ``i``;
 - ``null`` matches a missing or null field: the key's name is not in ``keys``;
-- ``gt gte lt lte`` with a number: ``Range`` on ``n``; where ``float`` rounds (operands at or
-  beyond ``2**53``), values that tie with the operand as floats are decided exactly by the two
-  32-bit halves ``hi lo`` of their integer;
+- ``gt gte lt lte`` with a number: the order key of ``float(value)`` compared with the operand's,
+  as a pair of 32-bit integers (no float crosses the wire, see :mod:`._layout`); where ``float``
+  rounds (operands at or beyond ``2**53``), values that tie with the operand as floats are decided
+  exactly by the two 32-bit halves ``hi lo`` of their integer;
 - ``in`` is an OR of equalities, ``contains`` with a number or boolean an element of a list (``li
-  lx lb``); ``ne``, ``nin`` and ``NOT`` are ``must_not`` of the same condition, so they are exact
+  lk lb``); ``ne``, ``nin`` and ``NOT`` are ``must_not`` of the same condition, so they are exact
   negations (a missing field matches them);
 - built-in fields: ``id memory hash user_id agent_id run_id`` are strings (``user_id``... may be
-  missing), ``created_at updated_at`` POSIX seconds compared with ``Range``.
+  missing), ``created_at updated_at`` times compared with ``DatetimeRange`` to the microsecond.
 
 Two kinds of filter are refused with :class:`~engram.core.errors.InvalidFilterError`, because
 Qdrant has no exact equivalent: ``contains``/``icontains`` with a string operand (a substring test;
@@ -31,13 +32,14 @@ asking Qdrant (an empty ``should`` would mean different things in local and serv
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from engram.core import And, Cmp, Filter, Not, Or
 from engram.core.errors import InvalidFilterError
 from qdrant_client import models as m
 
-from ._layout import BIG, exact_int, field_name
+from ._layout import BIG, exact_int, field_name, float_key
 
 __all__ = ["EVERYTHING", "NOTHING", "Node", "all_of", "any_of", "negate", "translate"]
 
@@ -101,7 +103,8 @@ def _match(key: str, value: Any) -> m.FieldCondition:
     return m.FieldCondition(key=key, match=m.MatchValue(value=value))
 
 
-def _range(key: str, **bounds: float) -> m.FieldCondition:
+def _range(key: str, **bounds: int) -> m.FieldCondition:
+    """A range on integer halves below 2**32 in size: exact as floats, on the wire and in Qdrant."""
     return m.FieldCondition(key=key, range=m.Range(**{k: float(v) for k, v in bounds.items()}))
 
 
@@ -128,12 +131,23 @@ def _refuse(c: Cmp) -> None:
 # -- numbers on a metadata field ---------------------------------------------------------------
 
 
+def _lex(high: str, low: str, op: str, value: int) -> Node:
+    """``(high, low) op (value >> 32, value & 0xFFFFFFFF)`` in lexicographic order: an exact
+    comparison of a 64-bit integer stored as two halves that are exact as floats."""
+    h, lo = value >> 32, value & _MASK
+    same = _range(high, gte=h, lte=h)
+    if op == "eq":
+        return all_of([same, _range(low, gte=lo, lte=lo)])
+    above = "gt" if op in ("gt", "gte") else "lt"
+    return any_of([_range(high, **{above: h}), all_of([same, _range(low, **{op: lo})])])
+
+
 def _num_eq(p: str, b: int | float) -> Node:
     i = exact_int(b)
     if i is not None:
         return _match(f"{p}.i", i)
     # a float with a fraction or beyond 64 bits: only a value without an integer form can equal it
-    return all_of([_range(f"{p}.n", gte=b, lte=b), _empty(f"{p}.i")])
+    return all_of([_lex(f"{p}.kh", f"{p}.kl", "eq", float_key(b)), _empty(f"{p}.i")])
 
 
 def _cmp_const(a: float | int, op: str, b: float | int) -> bool:
@@ -146,38 +160,27 @@ def _cmp_const(a: float | int, op: str, b: float | int) -> bool:
     return a <= b
 
 
-def _int_at_least(p: str, t: int) -> Node:
-    """``i >= t``, exactly, on values that carry ``hi lo``."""
-    hi, lo = t >> 32, t & _MASK
-    return any_of([_range(f"{p}.hi", gt=hi), all_of([_range(f"{p}.hi", gte=hi, lte=hi), _range(f"{p}.lo", gte=lo)])])
-
-
-def _int_at_most(p: str, t: int) -> Node:
-    """``i <= t``, exactly, on values that carry ``hi lo``."""
-    hi, lo = t >> 32, t & _MASK
-    return any_of([_range(f"{p}.hi", lt=hi), all_of([_range(f"{p}.hi", gte=hi, lte=hi), _range(f"{p}.lo", lte=lo)])])
-
-
 def _num_range(p: str, op: str, b: int | float) -> Node:
     fb = float(b)
-    if abs(fb) < BIG:  # every number on either side of fb keeps its side as a float
-        return _range(f"{p}.n", **{op: fb})
-    # float() is monotonic, so n > fb implies v > b; only values whose float equals fb need care
-    strict = _range(f"{p}.n", gt=fb) if op in ("gt", "gte") else _range(f"{p}.n", lt=fb)
-    tie = _range(f"{p}.n", gte=fb, lte=fb)
+    key = float_key(fb)
+    if abs(fb) < BIG:  # every number keeps its side of fb as a float
+        return _lex(f"{p}.kh", f"{p}.kl", op, key)
+    # float() is monotonic, so float(v) > fb implies v > b; only values whose float is fb need care
+    strict = _lex(f"{p}.kh", f"{p}.kl", "gt" if op in ("gt", "gte") else "lt", key)
+    tie = _lex(f"{p}.kh", f"{p}.kl", "eq", key)
     # tied values without an integer form are floats equal to fb: the comparison is a constant
     floats = all_of([tie, _empty(f"{p}.i")]) if _cmp_const(fb, op, b) else NOTHING
     if abs(fb) > 2**63:  # no 64-bit integer ties with it
         return any_of([strict, floats])
     n = int(b)  # b is integral here (a float of this size, or an int)
     if op == "gt":
-        ints = _int_at_least(p, n + 1)
+        ints = _lex(f"{p}.hi", f"{p}.lo", "gte", n + 1)
     elif op == "gte":
-        ints = _int_at_least(p, n)
+        ints = _lex(f"{p}.hi", f"{p}.lo", "gte", n)
     elif op == "lt":
-        ints = _int_at_most(p, n - 1)
+        ints = _lex(f"{p}.hi", f"{p}.lo", "lte", n - 1)
     else:
-        ints = _int_at_most(p, n)
+        ints = _lex(f"{p}.hi", f"{p}.lo", "lte", n)
     return any_of([strict, floats, all_of([tie, ints])])
 
 
@@ -213,7 +216,7 @@ def _contains_meta(p: str, v: Any) -> Node:
     i = exact_int(v)
     if i is not None:
         return _match(f"{p}.li", i)
-    return _range(f"{p}.lx", gte=v, lte=v)
+    return _match(f"{p}.lk", float_key(float(v)) - 2**63)
 
 
 def _metadata(c: Cmp) -> Node:
@@ -233,10 +236,18 @@ def _metadata(c: Cmp) -> Node:
     return _contains_meta(p, v)  # contains with a number or boolean
 
 
+def _when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)  # back on the microsecond grid it came from
+
+
+def _time_range(field: str, **bounds: float) -> m.FieldCondition:
+    return m.FieldCondition(key=field, range=m.DatetimeRange(**{k: _when(v) for k, v in bounds.items()}))
+
+
 def _time_eq(field: str, v: float | None) -> Node:
     if v is None:
         return _empty(field) if field == "updated_at" else NOTHING
-    return _range(field, gte=v, lte=v)
+    return _time_range(field, gte=v, lte=v)
 
 
 def _time(c: Cmp) -> Node:
@@ -249,7 +260,7 @@ def _time(c: Cmp) -> Node:
         found = any_of(_time_eq(c.field, t) for t in v)
         return found if op == "in" else negate(found)
     if op in _RANGE_OPS:
-        return _range(c.field, **{op: v})
+        return _time_range(c.field, **{op: v})
     return NOTHING  # contains with a number: a time is not a list
 
 

@@ -10,31 +10,37 @@ A point holds one version of one memory:
 
     id, memory, hash                  the memory's own fields (strings)
     user_id, agent_id, run_id         left out when None
-    metadata                          the metadata exactly as given (returned as is)
-    created_at, updated_at            POSIX seconds (float); updated_at left out when None
+    metadata                          the metadata as a JSON string (returned exactly as given)
+    created_at, updated_at            RFC 3339 UTC to the microsecond; updated_at left out when None
     archived                          false on the active version, true on archived ones
     archived_at, archive_reason       on archived versions only
     keys                              the field names (below) of metadata keys with a non-null value
     f                                 {field name: typed projections of that key's value}
 
-Filters run on the projections under ``f``, never on ``metadata``, so that each test is exact in
-Qdrant's terms. A metadata key's field name is the key itself when it is a plain identifier
-(``[A-Za-z][A-Za-z0-9_]{0,63}``), else ``"_"`` and 24 hex digits of its BLAKE2b hash (keys with
-dots, spaces or non-ASCII letters are then one field each, never a path). The projections of a
-value ``v`` (each only where it applies):
+A Qdrant server does not keep every float exactly: it stores payloads as JSON and reads them back
+with a parser that can land one unit in the last place away (about one random double in six,
+measured on 1.16.3, over REST and gRPC alike). So no float is stored for filtering or returned:
+the metadata goes in as a JSON string, times as text, and numbers as integers, which it keeps
+exactly.
+
+Filters run on the projections under ``f``, never on ``metadata``. A metadata key's field name is
+the key itself when it is a plain identifier (``[A-Za-z][A-Za-z0-9_]{0,63}``), else ``"_"`` and 24
+hex digits of its BLAKE2b hash (keys with dots, spaces or non-ASCII letters are then one field
+each, never a path). The projections of a value ``v`` (each only where it applies):
 
 =========  ==============================================================================
 ``s``      ``v`` when a string
 ``b``      ``v`` when a boolean
-``n``      ``float(v)`` when a number (not a boolean): range filters
 ``i``      ``v`` as an integer when it is one exactly: an int, or a float with an integral
-           value in the signed 64-bit range: equality filters
-``hi lo``  ``i >> 32`` and ``i & 0xFFFFFFFF`` when ``|i| >= 2**53``: exact ranges where
-           ``float`` rounds (both halves are exact as floats)
+           value in the signed 64-bit range (so ``1`` and ``1.0`` match alike)
+``kh kl``  the order key of ``float(v)`` for any number (not a boolean): the 64 bits of the
+           double mapped so that integer order is numeric order, in two 32-bit halves
+``hi lo``  ``i >> 32`` and ``i & 0xFFFFFFFF`` when ``|i| >= 2**53``, where ``float(v)`` rounds:
+           ranges decide values that tie with the operand as floats by these
 ``ls``     the string elements of a list
 ``lb``     the boolean elements of a list
 ``li``     the elements of a list that have an ``i`` (as above)
-``lx``     the other number elements of a list (non-integral, or beyond 64 bits)
+``lk``     the order keys (as signed 64-bit integers) of the other number elements of a list
 =========  ==============================================================================
 """
 
@@ -44,6 +50,7 @@ import hashlib
 import json
 import math
 import re
+import struct
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -58,11 +65,13 @@ __all__ = [
     "NAMESPACE",
     "exact_int",
     "field_name",
+    "float_key",
+    "from_iso",
+    "iso",
     "item_from_payload",
     "metadata_projections",
     "payload_of",
     "point_id",
-    "to_seconds",
 ]
 
 NAMESPACE = uuid.UUID("1f0b7c52-43a4-5f2e-9d8e-5b0c6a1d7e91")
@@ -79,9 +88,9 @@ INDEXES: dict[str, str] = {
     "run_id": "keyword",
     "keys": "keyword",
     "archived": "bool",
-    "created_at": "float",
-    "updated_at": "float",
-    "archived_at": "float",
+    "created_at": "datetime",
+    "updated_at": "datetime",
+    "archived_at": "datetime",
 }
 
 
@@ -109,9 +118,21 @@ def exact_int(v: Any) -> int | None:
     return None
 
 
-def to_seconds(t: datetime) -> float:
-    """POSIX seconds of an aware datetime (a naive one is taken as UTC, as engram does)."""
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
+def float_key(x: float) -> int:
+    """An unsigned 64-bit integer whose order is the order of the finite doubles (``-0.0`` and
+    ``0.0`` share one key): the sign bit set for positives, every bit flipped for negatives."""
+    u = struct.unpack(">Q", struct.pack(">d", x + 0.0))[0]  # + 0.0 turns -0.0 into 0.0
+    return u ^ 0xFFFFFFFFFFFFFFFF if u >> 63 else u | (1 << 63)
+
+
+def iso(t: datetime) -> str:
+    """RFC 3339 in UTC with microseconds (a naive datetime is taken as UTC)."""
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.isoformat(timespec="microseconds")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _scalar(v: Any) -> dict[str, Any]:
@@ -121,7 +142,8 @@ def _scalar(v: Any) -> dict[str, Any]:
     elif isinstance(v, str):
         out["s"] = v
     elif isinstance(v, int | float):
-        out["n"] = float(v)
+        key = float_key(float(v))
+        out["kh"], out["kl"] = key >> 32, key & 0xFFFFFFFF
         i = exact_int(v)
         if i is not None:
             out["i"] = i
@@ -131,7 +153,7 @@ def _scalar(v: Any) -> dict[str, Any]:
 
 
 def _elements(values: list[Any]) -> dict[str, Any]:
-    out: dict[str, list[Any]] = {"ls": [], "lb": [], "li": [], "lx": []}
+    out: dict[str, list[Any]] = {"ls": [], "lb": [], "li": [], "lk": []}
     for x in values:
         if isinstance(x, bool):
             out["lb"].append(x)
@@ -142,7 +164,7 @@ def _elements(values: list[Any]) -> dict[str, Any]:
             if i is not None:
                 out["li"].append(i)
             else:
-                out["lx"].append(float(x))
+                out["lk"].append(float_key(float(x)) - 2**63)
     return {k: v for k, v in out.items() if v}
 
 
@@ -196,14 +218,14 @@ def payload_of(item: MemoryItem) -> dict[str, Any]:
     if not isinstance(item.metadata, Mapping):
         raise InvalidInputError(f"{where}: expected a mapping, got {type(item.metadata).__name__}")
     _check_json(item.metadata, where)
-    metadata = json.loads(json.dumps(item.metadata))  # lists for tuples, and no shared objects
-    keys, f = metadata_projections(metadata)
+    text = json.dumps(item.metadata, ensure_ascii=False, allow_nan=False)
+    keys, f = metadata_projections(json.loads(text))  # lists for tuples
     payload: dict[str, Any] = {
         "id": item.id,
         "memory": item.memory,
         "hash": item.hash,
-        "metadata": metadata,
-        "created_at": to_seconds(item.created_at),
+        "metadata": text,
+        "created_at": iso(item.created_at),
         "archived": False,
         "keys": keys,
         "f": f,
@@ -212,12 +234,8 @@ def payload_of(item: MemoryItem) -> dict[str, Any]:
         if (v := getattr(item, name)) is not None:
             payload[name] = v
     if item.updated_at is not None:
-        payload["updated_at"] = to_seconds(item.updated_at)
+        payload["updated_at"] = iso(item.updated_at)
     return payload
-
-
-def _time(seconds: Any) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC)
 
 
 def item_from_payload(payload: Mapping[str, Any]) -> MemoryItem:
@@ -229,9 +247,9 @@ def item_from_payload(payload: Mapping[str, Any]) -> MemoryItem:
         user_id=payload.get("user_id"),
         agent_id=payload.get("agent_id"),
         run_id=payload.get("run_id"),
-        metadata=dict(payload.get("metadata") or {}),
-        created_at=_time(payload["created_at"]),  # type: ignore[arg-type]
-        updated_at=_time(payload.get("updated_at")),
-        archived_at=_time(payload.get("archived_at")),
+        metadata=json.loads(payload.get("metadata") or "{}"),
+        created_at=from_iso(payload["created_at"]),  # type: ignore[arg-type]
+        updated_at=from_iso(payload.get("updated_at")),
+        archived_at=from_iso(payload.get("archived_at")),
         archive_reason=payload.get("archive_reason"),
     )

@@ -4,7 +4,7 @@ import functools
 import importlib.metadata
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -27,7 +27,7 @@ from qdrant_client import models as m
 from ._config import DEFAULT_URL, QdrantConfig, config_from_url
 from ._errors import NotFound, translate_error
 from ._filters import EVERYTHING, NOTHING, Node, all_of, translate
-from ._layout import INDEXES, item_from_payload, payload_of, point_id, to_seconds
+from ._layout import INDEXES, from_iso, iso, item_from_payload, payload_of, point_id
 from ._lexical import document_vector, query_vector
 
 SCHEMA = 1
@@ -128,6 +128,26 @@ class _Client:
             raise translate_error(exc, self.where) from exc
 
 
+async def _together(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run the calls concurrently; their results in order. A failure cancels the others and is
+    raised as itself (not inside an exception group), so a ProviderError stays one."""
+    results: list[Any] = [None] * len(calls)
+
+    async def run(k: int, call: Callable[[], Awaitable[Any]]) -> None:
+        results[k] = await call()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for k, call in enumerate(calls):
+                tg.start_soon(run, k, call)
+    except BaseExceptionGroup as group:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from first.__cause__  # keeps the driver's exception as the cause
+    return results
+
+
 def _check_version(server: str | None, where: str) -> None:
     """Warn, as qdrant-client would, when the server's major version differs from the client's
     or their minor versions are more than one apart."""
@@ -211,6 +231,13 @@ class QdrantVectorStore:
         """The embedding length of the collection, ``None`` while it does not exist."""
         if self._dims is not None:
             return self._dims
+        async with self._lock:  # not while this store creates it (a server answers INTERNAL then)
+            return await self._load_dims()
+
+    async def _load_dims(self) -> int | None:
+        """:meth:`_stored_dims` for a caller holding ``self._lock``."""
+        if self._dims is not None:
+            return self._dims
         try:
             info = await self._client.call("get_collection", collection_name=self._name)
         except NotFound:
@@ -245,16 +272,20 @@ class QdrantVectorStore:
         self._dims = int(vectors[DENSE].size)
 
     async def _create_indexes(self, fields: Sequence[str]) -> None:
-        for f in fields:
-            await self._client.call(
-                "create_payload_index", collection_name=self._name, field_name=f,
+        """Create these payload indexes, all at once (each one waits until it is built)."""
+
+        await _together(*(
+            functools.partial(
+                self._client.call, "create_payload_index", collection_name=self._name, field_name=f,
                 field_schema=m.PayloadSchemaType(INDEXES[f]), wait=True,
             )
+            for f in fields
+        ))
 
     async def _create(self, dims: int) -> int:
         """Create the collection for ``dims``-long embeddings unless it exists; its length."""
         async with self._lock:
-            stored = await self._stored_dims()
+            stored = await self._load_dims()
             if stored is not None:
                 return stored
             k1, b, avg_len = self._bm25
@@ -266,9 +297,9 @@ class QdrantVectorStore:
                     sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
                     metadata={"engram_schema": SCHEMA, "bm25": {"k1": k1, "b": b, "avg_len": avg_len}},
                 )
-            except Exception:  # another writer may have created it first
+            except Exception:  # another process may have created it first
                 self._dims = None
-                if await self._stored_dims() is None:
+                if await self._load_dims() is None:
                     raise
                 return self._dims  # type: ignore[return-value]
             if not self._client.config.local:  # payload indexes have no effect in local mode
@@ -394,7 +425,7 @@ class QdrantVectorStore:
             if mid not in deleted:
                 reasons.setdefault(mid, reason)  # a second archive of one id finds nothing left to move
         found = await self._retrieve(list(reasons), vectors=True)
-        now = to_seconds(utcnow())
+        now = iso(utcnow())
         copies, moved = [], []
         for p in found:
             payload = dict(p.payload)
@@ -467,7 +498,8 @@ class QdrantVectorStore:
         )
         if len(pts) == n:
             last = pts[-1].payload[key]
-            tied = await self._scroll_all(all_of([node, m.FieldCondition(key=key, range=m.Range(gte=last, lte=last))]))
+            when = from_iso(last)
+            tied = await self._scroll_all(all_of([node, m.FieldCondition(key=key, range=m.DatetimeRange(gte=when, lte=when))]))
             pts = [p for p in pts if p.payload[key] != last] + tied
         return pts
 
@@ -495,7 +527,7 @@ class QdrantVectorStore:
         except NotFound:
             self._dims = None
             return []
-        pts.sort(key=lambda p: (p.payload[key], p.payload["id"]), reverse=True)
+        pts.sort(key=lambda p: (p.payload[key], p.payload["id"]), reverse=True)  # RFC 3339 UTC text sorts by time
         end = None if limit is None else offset + limit
         return [item_from_payload(p.payload) for p in pts[offset:end]]
 
@@ -547,15 +579,10 @@ class QdrantVectorStore:
                 return await self._dense(query, node)
             if query.mode == "lexical":
                 return await self._lexical(query, node)
-            found: dict[str, list[ScoredMemory]] = {}
-
-            async def run(name: str, fn: Callable[..., Any]) -> None:
-                found[name] = await fn(query, node)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run, "dense", self._dense)
-                tg.start_soon(run, "lexical", self._lexical)
-            return fuse_hits(found, self.config.fusion.model_dump())[: query.limit]
+            dense, lexical = await _together(
+                functools.partial(self._dense, query, node), functools.partial(self._lexical, query, node)
+            )
+            return fuse_hits({"dense": dense, "lexical": lexical}, self.config.fusion.model_dump())[: query.limit]
         except NotFound:
             self._dims = None
             return []

@@ -9,9 +9,10 @@ becomes conditions on the typed projections of :mod:`._layout`:
   ``None`` means the key is missing or null (its kind marker is absent).
 - ``ne`` / ``nin`` / a negated ``eq`` or ``in`` use Chroma's ``$ne`` / ``$nin``, which also match
   records without the key: exactly the negation.
-- ``gt gte lt lte`` turn the bound into an exact integer bound for ``:i`` and an exact float bound
-  for ``:f`` (``x > 2.5`` is ``i >= 3``; an integer no float holds is rounded the right way); a
-  negated range is the opposite range or the kind marker saying the key holds no such number.
+- ``gt gte lt lte`` turn the bound into an exact integer bound for ``:i`` and an exact float
+  bound for ``:f``, compared as float keys (``x > 2.5`` is ``i >= 3``; an integer no float holds
+  is rounded the right way); a negated range is the opposite range or the kind marker saying the
+  key holds no such number. Every operand Chroma sees is an integer, a string or a bool.
 - ``contains`` with a number or bool tests the list's element flags with ``$eq True``
   (``$ne True`` when negated, which also matches a list without that element or no list).
 
@@ -32,7 +33,16 @@ from engram.core import Scope
 from engram.core._filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, Or
 from engram.core.errors import InvalidFilterError
 
-from ._layout import INT64_MAX, INT64_MIN, SCOPE_KEYS, as_exact_float, element_code, key_token, text_digest
+from ._layout import (
+    INT64_MAX,
+    INT64_MIN,
+    SCOPE_KEYS,
+    as_exact_float,
+    element_code,
+    float_key,
+    key_token,
+    text_digest,
+)
 
 __all__ = ["FALSE", "TRUE", "where_clause"]
 
@@ -201,16 +211,16 @@ def _int_bound(op: str, v: int | float) -> tuple[str, int] | _Const:
     return FALSE if t < INT64_MIN else TRUE if t >= INT64_MAX else (cond, t)
 
 
-def _float_bound(op: str, v: int | float) -> tuple[str, float]:
-    """``f op v`` over floats ``f`` with a float bound: exact even when ``v`` is an integer no
-    float holds (then ``f > v`` is ``f >= the next float above v``)."""
+def _float_bound(op: str, v: int | float) -> tuple[str, int]:
+    """``f op v`` over floats ``f`` as a condition on their float keys: exact even when ``v`` is
+    an integer no float holds (then ``f > v`` is ``f >= the next float above v``)."""
     cond = "$" + op
     exact = as_exact_float(v)
     if exact is not None:
-        return cond, exact
+        return cond, float_key(exact)
     fv = float(v)  # filter integers fit in 64 bits: no overflow
     lo, hi = (fv, math.nextafter(fv, math.inf)) if fv < v else (math.nextafter(fv, -math.inf), fv)
-    return ("$gte", hi) if op in ("gt", "gte") else ("$lte", lo)
+    return ("$gte", float_key(hi)) if op in ("gt", "gte") else ("$lte", float_key(lo))
 
 
 def _range(f: _Field, op: str, v: int | float, negate: bool) -> Expr:
@@ -259,7 +269,7 @@ def _in(f: _Field, values: Iterable[Any], negate: bool) -> Expr:
             if (n := _as_int(v)) is not None:
                 groups["i"].append(n)
             if (x := as_exact_float(v)) is not None:
-                groups["f"].append(x)
+                groups["f"].append(float_key(x))
     parts: list[Expr] = []
     for kind, vals in groups.items():
         if kind not in f.kinds or not vals:

@@ -11,15 +11,20 @@ its metadata holds
 
   - built-in fields: ``b:id``, ``b:hash`` (strings), ``b:memory`` (SHA-256 hex of the text, so
     equality on the text compares digests), ``b:user_id`` / ``b:agent_id`` / ``b:run_id``
-    (``""`` when unset: no real id is empty), ``b:created_at`` (POSIX seconds, the float a
-    filter compares), ``b:updated_at`` (as a metadata field, below);
+    (``""`` when unset: no real id is empty), ``b:created_at`` (the POSIX seconds a filter
+    compares, as a float key, below), ``b:updated_at`` (as a metadata field, below);
   - each metadata key ``K`` under a token: ``k:K`` when ``K`` is 1-64 ASCII letters, digits or
     ``_``, else ``x:`` and the BLAKE2b-128 hex of ``K`` (dots, spaces, other scripts), then one
     field per JSON type of the value: ``TOKEN:s`` (string), ``TOKEN:i`` (integer in signed 64
-    bits), ``TOKEN:f`` (float; an integer beyond 64 bits that a float holds exactly goes here
-    too), ``TOKEN:b`` (bool), and for a list one flag ``TOKEN:e:CODE = True`` per distinct number
+    bits), ``TOKEN:f`` (a float as its float key, below; an integer beyond 64 bits that a float
+    holds exactly goes here too), ``TOKEN:b`` (bool), and for a list one flag ``TOKEN:e:CODE = True`` per distinct number
     or bool element (:func:`element_code`); ``TOKEN:t`` names the kind (``s i f b l o``; absent
     for null or a missing key).
+
+Floats are stored and compared as *float keys*: the 64-bit integer that orders like the float
+(:func:`float_key`). Chroma 1.5.9 reads float operands from JSON with a parser that may be one
+unit in the last place off (``{"x": {"$gt": 123456789.125}}`` misses ``123456789.12500001``),
+while it compares 64-bit integers exactly.
 
 List elements are flags rather than Chroma 1.5 array metadata because Chroma 1.5.9 leaves a
 deleted collection's array values behind, keyed by internal row ids that later records reuse:
@@ -40,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +66,7 @@ __all__ = [
     "element_code",
     "embedding_matrix",
     "encode",
+    "float_key",
     "key_token",
     "text_digest",
     "vector_digest",
@@ -91,6 +98,14 @@ def text_digest(text: str) -> str:
 def vector_digest(vector: np.ndarray) -> str:
     """BLAKE2b-64 hex of a float32 vector's bytes: what ``e:vh`` holds."""
     return hashlib.blake2b(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=8).hexdigest()
+
+
+def float_key(x: float) -> int:
+    """The signed 64-bit integer that orders like the finite float ``x`` (``float_key(a) <
+    float_key(b)`` exactly when ``a < b``; ``0.0`` and ``-0.0`` share one key): the IEEE 754
+    bits read as an integer, with the magnitude bits of a negative number negated."""
+    bits = struct.unpack("<q", struct.pack("<d", x + 0.0))[0]  # + 0.0 turns -0.0 into 0.0
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF) - 1
 
 
 def as_exact_float(value: int | float) -> float | None:
@@ -136,14 +151,14 @@ def _project(token: str, value: Any, where: str, out: dict[str, Any]) -> None:
         if INT64_MIN <= value <= INT64_MAX:
             out[f"{token}:i"], out[f"{token}:t"] = value, "i"
         elif (f := as_exact_float(value)) is not None:
-            out[f"{token}:f"], out[f"{token}:t"] = f, "f"
+            out[f"{token}:f"], out[f"{token}:t"] = float_key(f), "f"
         else:
             raise InvalidInputError(
                 f"{where}: integer {value} is outside the signed 64-bit range Chroma indexes and no float "
                 "equals it; store it as a float or a string"
             )
     elif isinstance(value, float):
-        out[f"{token}:f"], out[f"{token}:t"] = value, "f"
+        out[f"{token}:f"], out[f"{token}:t"] = float_key(value), "f"
     elif isinstance(value, str):
         out[f"{token}:s"], out[f"{token}:t"] = value, "s"
     elif isinstance(value, list | tuple):
@@ -184,7 +199,7 @@ def encode(item: MemoryItem, vector: np.ndarray) -> dict[str, Any]:
         "b:id": item.id,
         TEXT_KEY: text_digest(item.memory),
         "b:hash": str(item.hash),
-        "b:created_at": item.created_at.timestamp(),
+        "b:created_at": float_key(item.created_at.timestamp()),
     }
     for name, key in SCOPE_KEYS.items():
         meta[key] = getattr(item, name) or ""

@@ -85,7 +85,9 @@ def _download(dest: Path) -> None:
         raise Failure(f"downloading {TARBALL_URL} failed: {exc}") from exc
     got = base64.b64encode(h.digest()).decode()
     if got != want:
-        raise Failure(f"{TARBALL_URL} does not match its pinned integrity: got {algo}-{got}, want {INTEGRITY}")
+        raise Failure(
+            f"{TARBALL_URL} does not match its pinned integrity: got {algo}-{got}, want {INTEGRITY}"
+        )
 
 
 def ensure_binary() -> Path:
@@ -215,8 +217,13 @@ def start(state: Path, timeout: float) -> int:
     }
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
-            [str(binary), "--disable-telemetry"], cwd=state, env=env, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(binary), "--disable-telemetry"],
+            cwd=state,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     pid_file.write_text(f"{proc.pid}\n")
     url = f"http://{HOST}:{http_port}"
@@ -224,13 +231,17 @@ def start(state: Path, timeout: float) -> int:
     while not ready(url):
         if proc.poll() is not None:
             pid_file.unlink(missing_ok=True)
-            raise Failure(f"qdrant exited with status {proc.returncode} before it was ready; "
-                          f"last lines of {log_file}:\n{_tail(log_file)}")
+            raise Failure(
+                f"qdrant exited with status {proc.returncode} before it was ready; "
+                f"last lines of {log_file}:\n{_tail(log_file)}"
+            )
         if time.monotonic() > deadline:
             _terminate(proc.pid)
             pid_file.unlink(missing_ok=True)
-            raise Failure(f"qdrant was not ready at {url}/readyz within {timeout:g} s; "
-                          f"last lines of {log_file}:\n{_tail(log_file)}")
+            raise Failure(
+                f"qdrant was not ready at {url}/readyz within {timeout:g} s; "
+                f"last lines of {log_file}:\n{_tail(log_file)}"
+            )
         time.sleep(0.1)
     lines = f"{URL_VAR}={url}\n{GRPC_VAR}={grpc_port}\n"
     env_file.write_text(lines)
@@ -271,9 +282,11 @@ def stop(state: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
     parser.add_argument("command", choices=["start", "stop"])
-    parser.add_argument("--state", required=True, type=Path, help="folder for storage, log, pid and env files")
+    parser.add_argument(
+        "--state", required=True, type=Path, help="folder for storage, log, pid and env files"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness (start)")
     args = parser.parse_args(argv)
     try:

@@ -57,7 +57,10 @@ def _config(**kw: Any) -> QdrantVectorStore.Config:
         ("qdrant+http://h:1234", {"url": "http://h:1234"}),
         ("qdrant://[::1]:6333/c", {"url": "http://[::1]:6333", "collection": "c"}),
         ("qdrant://h/c?grpc=true&grpc_port=7000", {"prefer_grpc": True, "grpc_port": 7000}),
-        ("qdrant://h/c?prefer_grpc=1&timeout=3&exact=true", {"prefer_grpc": True, "timeout": 3, "exact": True}),
+        (
+            "qdrant://h/c?prefer_grpc=1&timeout=3&exact=true",
+            {"prefer_grpc": True, "timeout": 3, "exact": True},
+        ),
         ("qdrant://h?collection=other", {"collection": "other"}),
         ("qdrant:///:memory:", {"location": ":memory:", "url": None, "path": None}),
         ("qdrant:///data/qdrant?collection=mine", {"path": "data/qdrant", "collection": "mine"}),
@@ -165,14 +168,18 @@ async def test_local_folder_is_created_on_first_use(tmp_path: Path) -> None:
 @pytest.mark.parametrize("grpc", [False, True], ids=["rest", "grpc"])
 async def test_unreachable_server_is_a_provider_error_fast(grpc: bool) -> None:
     port = _refused_port()
-    store = QdrantVectorStore(url=f"http://127.0.0.1:{port}", prefer_grpc=grpc, grpc_port=_refused_port(), timeout=5)
+    store = QdrantVectorStore(
+        url=f"http://127.0.0.1:{port}", prefer_grpc=grpc, grpc_port=_refused_port(), timeout=5
+    )
     started = time.monotonic()
     with pytest.raises(ProviderError) as info:
         await store.count()
     assert time.monotonic() - started < 3.0
     assert "127.0.0.1" in str(info.value) and info.value.__cause__ is not None
     with pytest.raises(ProviderError):
-        await store.write(WriteBatch(upserts=[make_item("a", "a", random_unit(np.random.default_rng(0), DIMS))]))
+        await store.write(
+            WriteBatch(upserts=[make_item("a", "a", random_unit(np.random.default_rng(0), DIMS))])
+        )
     await store.aclose()
 
 
@@ -243,7 +250,9 @@ async def test_refused_filter_needs_no_connection_and_changes_nothing() -> None:
         await unreachable.search(VectorQuery(Scope(user_id="u"), np.ones(DIMS, np.float32), filters=f))
     assert unreachable._client._remote is None
     async with QdrantVectorStore(location=":memory:") as store:
-        items = [make_item(f"r{k}", f"text {k}", random_unit(np.random.default_rng(k), DIMS)) for k in range(3)]
+        items = [
+            make_item(f"r{k}", f"text {k}", random_unit(np.random.default_rng(k), DIMS)) for k in range(3)
+        ]
         await store.write(WriteBatch(upserts=items))
         for bad in ({"memory": {"icontains": "TEXT"}}, {"memory": {"gte": "t"}}):
             with pytest.raises(InvalidFilterError):
@@ -253,9 +262,32 @@ async def test_refused_filter_needs_no_connection_and_changes_nothing() -> None:
 
 # Numbers where float64 rounds (2**53 and up, the int64 edges), with floats of the same values.
 EDGES: list[Any] = [
-    0, -0.0, 1, 1.0, 1.5, -1, 2**53 - 1, 2**53, 2**53 + 1, float(2**53), 2**62, -(2**62) - 1,
-    2**63 - 2, 2**63 - 1, -(2**63), -(2**63) + 1, float(2**63), -float(2**63), 9.223372036854775e18, 1e30,
-    -1e30, 1e300, True, False, "1", None,
+    0,
+    -0.0,
+    1,
+    1.0,
+    1.5,
+    -1,
+    2**53 - 1,
+    2**53,
+    2**53 + 1,
+    float(2**53),
+    2**62,
+    -(2**62) - 1,
+    2**63 - 2,
+    2**63 - 1,
+    -(2**63),
+    -(2**63) + 1,
+    float(2**63),
+    -float(2**63),
+    9.223372036854775e18,
+    1e30,
+    -1e30,
+    1e300,
+    True,
+    False,
+    "1",
+    None,
 ]
 
 
@@ -263,8 +295,15 @@ def _edge_items() -> list[Any]:
     rng = np.random.default_rng(5)
     items = []
     for k, v in enumerate(EDGES):
-        items.append(make_item(f"e{k:02d}", f"edge {k} [e{k:02d}]", random_unit(rng, DIMS),
-                               created_at=BASE_TIME + timedelta(seconds=k), metadata={"v": v, "l": [v, "x"]}))
+        items.append(
+            make_item(
+                f"e{k:02d}",
+                f"edge {k} [e{k:02d}]",
+                random_unit(rng, DIMS),
+                created_at=BASE_TIME + timedelta(seconds=k),
+                metadata={"v": v, "l": [v, "x"]},
+            )
+        )
     items.append(make_item("e-none", "no v [e-none]", random_unit(rng, DIMS), metadata={}))
     return items
 
@@ -307,8 +346,16 @@ async def check_random_floats(store: QdrantVectorStore) -> None:
     rng = np.random.default_rng(11)
     raw = rng.integers(0, 2**63 - 2**52, size=120, dtype=np.int64)  # bit patterns of finite doubles
     values = [float(x) for x in raw.view(np.float64)] + [float(x) for x in rng.uniform(-1e6, 1e6, 80)]
-    items = [make_item(f"f{k:03d}", f"float {k} [f{k:03d}]", random_unit(rng, DIMS), metadata={"x": v, "l": [v]},
-                       created_at=BASE_TIME + timedelta(seconds=k)) for k, v in enumerate(values)]
+    items = [
+        make_item(
+            f"f{k:03d}",
+            f"float {k} [f{k:03d}]",
+            random_unit(rng, DIMS),
+            metadata={"x": v, "l": [v]},
+            created_at=BASE_TIME + timedelta(seconds=k),
+        )
+        for k, v in enumerate(values)
+    ]
     await store.write(WriteBatch(upserts=items))
     got = {i.id: i for i in await store.get([i.id for i in items])}
     for want in items:
@@ -336,8 +383,12 @@ async def test_number_edges_are_exact_locally() -> None:
 async def check_tied_pages(store: QdrantVectorStore) -> None:
     """Pages that cut through runs of equal created_at come out as newest_first says."""
     rng = np.random.default_rng(3)
-    items = [make_item(f"t{k}", f"tied {k}", random_unit(rng, DIMS), created_at=BASE_TIME + timedelta(minutes=k % 3))
-             for k in range(20)]
+    items = [
+        make_item(
+            f"t{k}", f"tied {k}", random_unit(rng, DIMS), created_at=BASE_TIME + timedelta(minutes=k % 3)
+        )
+        for k in range(20)
+    ]
     await store.write(WriteBatch(upserts=items))
     order = [i.id for i in newest_first(items)]
     for offset in range(0, 21, 3):
@@ -366,7 +417,10 @@ async def test_deletes_leave_local_bm25_statistics_as_if_never_written() -> None
     x = make_item("x", "echo foxtrot", random_unit(rng, DIMS))
     y = make_item("y", "echo golf", random_unit(rng, DIMS))
     z = make_item("z", "echo hotel", random_unit(rng, DIMS))
-    async with QdrantVectorStore(location=":memory:") as churned, QdrantVectorStore(location=":memory:") as fresh:
+    async with (
+        QdrantVectorStore(location=":memory:") as churned,
+        QdrantVectorStore(location=":memory:") as fresh,
+    ):
         await churned.write(WriteBatch(upserts=[x, y, z]))
         await churned.write(WriteBatch(deletes=[x.id], archive=[(z.id, "deleted")]))
         await fresh.write(WriteBatch(upserts=[y]))
@@ -392,7 +446,8 @@ async def test_a_foreign_collection_is_refused() -> None:
 
     async with QdrantVectorStore(location=":memory:", collection="theirs") as store:
         await store._client.call(
-            "create_collection", collection_name="theirs",
+            "create_collection",
+            collection_name="theirs",
             vectors_config=models.VectorParams(size=DIMS, distance=models.Distance.DOT),
         )
         with pytest.raises(ConfigurationError, match="not created by engram"):
@@ -407,8 +462,9 @@ async def test_bad_metadata_is_refused_before_anything_is_written() -> None:
         for bad_meta in ({"n": 2**64}, {"n": float("nan")}, {"when": BASE_TIME}, {"nested": {1: "x"}}):
             bad = make_item("b", "bad", random_unit(rng, DIMS), metadata=bad_meta)
             with pytest.raises(InvalidInputError):
-                await store.write(WriteBatch(upserts=[make_item("c", "c", random_unit(rng, DIMS)), bad],
-                                             deletes=[good.id]))
+                await store.write(
+                    WriteBatch(upserts=[make_item("c", "c", random_unit(rng, DIMS)), bad], deletes=[good.id])
+                )
         assert [i.id for i in await store.list(None)] == [good.id]
 
 
@@ -417,7 +473,9 @@ async def test_bad_metadata_is_refused_before_anything_is_written() -> None:
 
 def test_registry_finds_it_by_name_and_by_url() -> None:
     r = Registry()
-    by_name = r.create("vector_store", {"provider": "qdrant", "config": {"location": ":memory:", "collection": "c1"}})
+    by_name = r.create(
+        "vector_store", {"provider": "qdrant", "config": {"location": ":memory:", "collection": "c1"}}
+    )
     assert isinstance(by_name, QdrantVectorStore) and by_name.config.collection == "c1"
     by_url = r.create("vector_store", "qdrant://127.0.0.1:6333/memories")
     assert isinstance(by_url, QdrantVectorStore) and by_url.config.url == "http://127.0.0.1:6333"
@@ -478,10 +536,23 @@ class TestOnServer:
     async def test_payload_indexes_and_no_version_warning(self, server_store: QdrantVectorStore) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            await server_store.write(WriteBatch(upserts=[make_item("a", "a", random_unit(np.random.default_rng(0), DIMS))]))
-        info = await server_store._client.call("get_collection", collection_name=server_store.config.collection)
+            await server_store.write(
+                WriteBatch(upserts=[make_item("a", "a", random_unit(np.random.default_rng(0), DIMS))])
+            )
+        info = await server_store._client.call(
+            "get_collection", collection_name=server_store.config.collection
+        )
         assert set(info.payload_schema) == {
-            "id", "hash", "user_id", "agent_id", "run_id", "keys", "archived", "created_at", "updated_at", "archived_at",
+            "id",
+            "hash",
+            "user_id",
+            "agent_id",
+            "run_id",
+            "keys",
+            "archived",
+            "created_at",
+            "updated_at",
+            "archived_at",
         }
 
     async def test_dropped_collection_is_recreated_on_write(self, server_store: QdrantVectorStore) -> None:
@@ -498,10 +569,14 @@ class TestOnServer:
     async def test_grpc_and_rest_see_the_same_data(self, server_store: QdrantVectorStore) -> None:
         items = _edge_items()
         await server_store.write(WriteBatch(upserts=items))
-        grpc = QdrantVectorStore(server_store.config.model_copy(update={"prefer_grpc": True, "grpc_port": int(GRPC_PORT or 0)}))
+        grpc = QdrantVectorStore(
+            server_store.config.model_copy(update={"prefer_grpc": True, "grpc_port": int(GRPC_PORT or 0)})
+        )
         try:
             f = parse_filters({"v": {"gt": 2**63 - 2}})
-            assert [i.id for i in await grpc.list(None, filters=f)] == [i.id for i in await server_store.list(None, filters=f)]
+            assert [i.id for i in await grpc.list(None, filters=f)] == [
+                i.id for i in await server_store.list(None, filters=f)
+            ]
             for a, b in zip(await grpc.get([i.id for i in items]), items, strict=True):
                 assert_same_item(a, b)  # metadata by its JSON text: 2**63 - 1024 as a float stays itself
         finally:

@@ -108,7 +108,9 @@ def config_from_url(url: str) -> QdrantConfig:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("qdrant", "qdrant+http", "qdrant+https"):
-        raise ConfigurationError(f"not a qdrant URL: {url!r} (expected qdrant://, qdrant+https:// or qdrant+http://)")
+        raise ConfigurationError(
+            f"not a qdrant URL: {url!r} (expected qdrant://, qdrant+https:// or qdrant+http://)"
+        )
     fields: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     https = _flag(fields, "https", url)
     grpc = _flag(fields, "grpc", url)
@@ -138,7 +140,9 @@ def config_from_url(url: str) -> QdrantConfig:
         if https is None:
             https = scheme == "qdrant+https"
         elif scheme != "qdrant":
-            raise ConfigurationError(f"qdrant URL {url!r}: give https in the scheme or in the query, not both")
+            raise ConfigurationError(
+                f"qdrant URL {url!r}: give https in the scheme or in the query, not both"
+            )
         try:
             port = parts.port or 6333
         except ValueError as exc:

@@ -45,7 +45,9 @@ def translate_error(exc: BaseException, where: str) -> EngramError:
     if isinstance(exc, httpx.TimeoutException):
         return ProviderTimeoutError(f"Qdrant at {where} did not answer in time: {exc!r}", provider=PROVIDER)
     if isinstance(exc, httpx.TransportError):
-        return ProviderError(f"cannot reach Qdrant at {where}: {type(exc).__name__}: {exc}", provider=PROVIDER)
+        return ProviderError(
+            f"cannot reach Qdrant at {where}: {type(exc).__name__}: {exc}", provider=PROVIDER
+        )
     if isinstance(exc, UnexpectedResponse):
         msg = _server_message(exc)
         if exc.status_code == 404:
@@ -55,7 +57,9 @@ def translate_error(exc: BaseException, where: str) -> EngramError:
         code: Any = exc.code() if callable(getattr(exc, "code", None)) else None  # type: ignore[attr-defined]
         details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)  # type: ignore[attr-defined]
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return ProviderTimeoutError(f"Qdrant at {where} did not answer in time: {details}", provider=PROVIDER)
+            return ProviderTimeoutError(
+                f"Qdrant at {where} did not answer in time: {details}", provider=PROVIDER
+            )
         if code == grpc.StatusCode.UNAVAILABLE:
             return ProviderError(f"cannot reach Qdrant at {where} over gRPC: {details}", provider=PROVIDER)
         if code == grpc.StatusCode.NOT_FOUND:

@@ -31,6 +31,7 @@ asking Qdrant (an empty ``should`` would mean different things in local and serv
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -62,32 +63,33 @@ _TEXT_BUILTINS = ("id", "memory", "hash", "user_id", "agent_id", "run_id")
 _OPTIONAL = ("user_id", "agent_id", "run_id")
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
 _MASK = 0xFFFFFFFF
+_COMPARE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
+def _combine(parts: Iterable[Node], absorbing: _Const, neutral: _Const, clause: str) -> Node:
+    """AND (``clause="must"``) or OR (``"should"``) of the parts, folding the constants: the
+    absorbing one decides alone, the neutral one drops out."""
+    kept = []
+    for p in parts:
+        if p is absorbing:
+            return absorbing
+        if p is not neutral:
+            kept.append(p)
+    if not kept:
+        return neutral
+    if len(kept) == 1:
+        return kept[0]
+    return m.Filter(must=kept) if clause == "must" else m.Filter(should=kept)
 
 
 def all_of(parts: Iterable[Node]) -> Node:
     """AND, folding the constants."""
-    kept = []
-    for p in parts:
-        if p is NOTHING:
-            return NOTHING
-        if p is not EVERYTHING:
-            kept.append(p)
-    if not kept:
-        return EVERYTHING
-    return kept[0] if len(kept) == 1 else m.Filter(must=kept)
+    return _combine(parts, NOTHING, EVERYTHING, "must")
 
 
 def any_of(parts: Iterable[Node]) -> Node:
     """OR, folding the constants."""
-    kept = []
-    for p in parts:
-        if p is EVERYTHING:
-            return EVERYTHING
-        if p is not NOTHING:
-            kept.append(p)
-    if not kept:
-        return NOTHING
-    return kept[0] if len(kept) == 1 else m.Filter(should=kept)
+    return _combine(parts, EVERYTHING, NOTHING, "should")
 
 
 def negate(node: Node) -> Node:
@@ -150,16 +152,6 @@ def _num_eq(p: str, b: int | float) -> Node:
     return all_of([_lex(f"{p}.kh", f"{p}.kl", "eq", float_key(b)), _empty(f"{p}.i")])
 
 
-def _cmp_const(a: float | int, op: str, b: float | int) -> bool:
-    if op == "gt":
-        return a > b
-    if op == "gte":
-        return a >= b
-    if op == "lt":
-        return a < b
-    return a <= b
-
-
 def _num_range(p: str, op: str, b: int | float) -> Node:
     fb = float(b)
     key = float_key(fb)
@@ -169,7 +161,7 @@ def _num_range(p: str, op: str, b: int | float) -> Node:
     strict = _lex(f"{p}.kh", f"{p}.kl", "gt" if op in ("gt", "gte") else "lt", key)
     tie = _lex(f"{p}.kh", f"{p}.kl", "eq", key)
     # tied values without an integer form are floats equal to fb: the comparison is a constant
-    floats = all_of([tie, _empty(f"{p}.i")]) if _cmp_const(fb, op, b) else NOTHING
+    floats = all_of([tie, _empty(f"{p}.i")]) if _COMPARE[op](fb, b) else NOTHING
     if abs(fb) > 2**63:  # no 64-bit integer ties with it
         return any_of([strict, floats])
     n = int(b)  # b is integral here (a float of this size, or an int)

@@ -188,7 +188,9 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
-            raise InvalidInputError(f"{where}: integer {value} is outside the signed 64-bit range; use a float")
+            raise InvalidInputError(
+                f"{where}: integer {value} is outside the signed 64-bit range; use a float"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):

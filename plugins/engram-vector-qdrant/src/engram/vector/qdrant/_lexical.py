@@ -87,7 +87,9 @@ def term_id(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "little")
 
 
-def document_vector(texts: list[str], *, k1: float, b: float, avg_len: float) -> tuple[list[int], list[float]]:
+def document_vector(
+    texts: list[str], *, k1: float, b: float, avg_len: float
+) -> tuple[list[int], list[float]]:
     """``(indices, values)`` of a document made of ``texts`` (the memory and the speaker's name):
     one BM25 term weight per distinct term (see the module docstring). Empty when no term."""
     found: list[str] = []

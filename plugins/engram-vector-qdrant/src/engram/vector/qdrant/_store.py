@@ -253,7 +253,12 @@ class QdrantVectorStore:
         vectors = params.vectors
         sparse = params.sparse_vectors or {}
         meta = getattr(info.config, "metadata", None) or {}
-        if not isinstance(vectors, dict) or DENSE not in vectors or SPARSE not in sparse or "engram_schema" not in meta:
+        if (
+            not isinstance(vectors, dict)
+            or DENSE not in vectors
+            or SPARSE not in sparse
+            or "engram_schema" not in meta
+        ):
             raise ConfigurationError(
                 f"collection {self._name!r} at {self._client.where} was not created by engram (it needs a "
                 f"{DENSE!r} vector, a {SPARSE!r} sparse vector and engram's metadata); choose another collection"
@@ -274,13 +279,19 @@ class QdrantVectorStore:
     async def _create_indexes(self, fields: Sequence[str]) -> None:
         """Create these payload indexes, all at once (each one waits until it is built)."""
 
-        await _together(*(
-            functools.partial(
-                self._client.call, "create_payload_index", collection_name=self._name, field_name=f,
-                field_schema=m.PayloadSchemaType(INDEXES[f]), wait=True,
+        await _together(
+            *(
+                functools.partial(
+                    self._client.call,
+                    "create_payload_index",
+                    collection_name=self._name,
+                    field_name=f,
+                    field_schema=m.PayloadSchemaType(INDEXES[f]),
+                    wait=True,
+                )
+                for f in fields
             )
-            for f in fields
-        ))
+        )
 
     async def _create(self, dims: int) -> int:
         """Create the collection for ``dims``-long embeddings unless it exists; its length."""
@@ -382,13 +393,17 @@ class QdrantVectorStore:
         ops: list[Any] = []
         deleted = list(dict.fromkeys(batch.deletes))
         for chunk in _chunks(deleted, ID_CHUNK):
-            selector = m.FilterSelector(filter=m.Filter(must=[m.FieldCondition(key="id", match=m.MatchAny(any=list(chunk)))]))
+            selector = m.FilterSelector(
+                filter=m.Filter(must=[m.FieldCondition(key="id", match=m.MatchAny(any=list(chunk)))])
+            )
             ops.append(m.DeleteOperation(delete=selector))
         if batch.archive:
             ops += await self._archive_ops(batch.archive, set(deleted))
         if self._client.config.local and ops:
             ops = await self._clear_lexical_first(deleted, ops) + ops
-        upserts = [m.UpsertOperation(upsert=m.PointsList(points=list(c))) for c in _chunks(points, UPSERT_CHUNK)]
+        upserts = [
+            m.UpsertOperation(upsert=m.PointsList(points=list(c))) for c in _chunks(points, UPSERT_CHUNK)
+        ]
         if len(upserts) <= 1:  # a small batch is one request
             requests = [ops + upserts]
         else:
@@ -448,7 +463,11 @@ class QdrantVectorStore:
         for chunk in _chunks(pids, ID_CHUNK):
             try:
                 pts = await self._client.call(
-                    "retrieve", collection_name=self._name, ids=list(chunk), with_payload=True, with_vectors=vectors
+                    "retrieve",
+                    collection_name=self._name,
+                    ids=list(chunk),
+                    with_payload=True,
+                    with_vectors=vectors,
                 )
             except NotFound:
                 self._dims = None
@@ -482,8 +501,13 @@ class QdrantVectorStore:
         offset: Any = None
         while True:
             pts, offset = await self._client.call(
-                "scroll", collection_name=self._name, scroll_filter=_filter(node), limit=PAGE, offset=offset,
-                with_payload=payload, with_vectors=False,
+                "scroll",
+                collection_name=self._name,
+                scroll_filter=_filter(node),
+                limit=PAGE,
+                offset=offset,
+                with_payload=payload,
+                with_vectors=False,
             )
             out += pts
             if offset is None:
@@ -493,13 +517,20 @@ class QdrantVectorStore:
         """The first ``n`` points by ``key`` descending, then id descending, exactly: Qdrant orders
         by ``key`` alone, so the points tied with the last one are fetched whole and sorted here."""
         pts, _ = await self._client.call(
-            "scroll", collection_name=self._name, scroll_filter=_filter(node), limit=n,
-            order_by=m.OrderBy(key=key, direction=m.Direction.DESC), with_payload=True, with_vectors=False,
+            "scroll",
+            collection_name=self._name,
+            scroll_filter=_filter(node),
+            limit=n,
+            order_by=m.OrderBy(key=key, direction=m.Direction.DESC),
+            with_payload=True,
+            with_vectors=False,
         )
         if len(pts) == n:
             last = pts[-1].payload[key]
             when = from_iso(last)
-            tied = await self._scroll_all(all_of([node, m.FieldCondition(key=key, range=m.DatetimeRange(gte=when, lte=when))]))
+            tied = await self._scroll_all(
+                all_of([node, m.FieldCondition(key=key, range=m.DatetimeRange(gte=when, lte=when))])
+            )
             pts = [p for p in pts if p.payload[key] != last] + tied
         return pts
 
@@ -527,7 +558,9 @@ class QdrantVectorStore:
         except NotFound:
             self._dims = None
             return []
-        pts.sort(key=lambda p: (p.payload[key], p.payload["id"]), reverse=True)  # RFC 3339 UTC text sorts by time
+        pts.sort(
+            key=lambda p: (p.payload[key], p.payload["id"]), reverse=True
+        )  # RFC 3339 UTC text sorts by time
         end = None if limit is None else offset + limit
         return [item_from_payload(p.payload) for p in pts[offset:end]]
 
@@ -541,7 +574,9 @@ class QdrantVectorStore:
         if node is NOTHING or await self._stored_dims() is None:
             return 0
         try:
-            res = await self._client.call("count", collection_name=self._name, count_filter=_filter(node), exact=True)
+            res = await self._client.call(
+                "count", collection_name=self._name, count_filter=_filter(node), exact=True
+            )
         except NotFound:
             self._dims = None
             return 0
@@ -561,16 +596,17 @@ class QdrantVectorStore:
         if query.mode not in ("dense", "lexical", "hybrid"):
             raise InvalidInputError(f"unknown search mode {query.mode!r}; expected dense, lexical or hybrid")
         node = self._where(query.scope, query.filters, query.archived)
-        if query.mode != "lexical" and query.embedding is None:
+        emb = query.embedding if query.mode != "lexical" else None
+        if query.mode != "lexical" and emb is None:
             raise InvalidInputError(f"{query.mode} search needs a query embedding")
         if query.limit < 1:
             return []
         dims = await self._stored_dims()
         if dims is None:
             return []
-        if query.mode != "lexical" and np.shape(query.embedding) != (dims,):
+        if emb is not None and np.shape(emb) != (dims,):
             raise InvalidInputError(
-                f"query embedding has shape {np.shape(query.embedding)}; this collection holds {dims} dims"
+                f"query embedding has shape {np.shape(emb)}; this collection holds {dims} dims"
             )
         if node is NOTHING:
             return []
@@ -582,7 +618,9 @@ class QdrantVectorStore:
             dense, lexical = await _together(
                 functools.partial(self._dense, query, node), functools.partial(self._lexical, query, node)
             )
-            return fuse_hits({"dense": dense, "lexical": lexical}, self.config.fusion.model_dump())[: query.limit]
+            return fuse_hits({"dense": dense, "lexical": lexical}, self.config.fusion.model_dump())[
+                : query.limit
+            ]
         except NotFound:
             self._dims = None
             return []
@@ -590,24 +628,38 @@ class QdrantVectorStore:
     async def _dense(self, query: VectorQuery, node: Node) -> list[ScoredMemory]:
         vec = np.asarray(query.embedding, dtype=np.float32).tolist()
         res = await self._client.call(
-            "query_points", collection_name=self._name, query=vec, using=DENSE, query_filter=_filter(node),
-            limit=query.limit, with_payload=True, with_vectors=False,
+            "query_points",
+            collection_name=self._name,
+            query=vec,
+            using=DENSE,
+            query_filter=_filter(node),
+            limit=query.limit,
+            with_payload=True,
+            with_vectors=False,
             search_params=m.SearchParams(exact=True) if self.config.exact else None,
         )
-        return [ScoredMemory(item_from_payload(p.payload), float(p.score), {"dense": float(p.score)}) for p in res.points]
+        return [
+            ScoredMemory(item_from_payload(p.payload), float(p.score), {"dense": float(p.score)})
+            for p in res.points
+        ]
 
     async def _lexical(self, query: VectorQuery, node: Node) -> list[ScoredMemory]:
         indices, values = query_vector(query.text or "")
         if not indices:
             return []
         res = await self._client.call(
-            "query_points", collection_name=self._name, query=m.SparseVector(indices=indices, values=values),
-            using=SPARSE, query_filter=_filter(node), limit=query.limit, with_payload=True, with_vectors=False,
+            "query_points",
+            collection_name=self._name,
+            query=m.SparseVector(indices=indices, values=values),
+            using=SPARSE,
+            query_filter=_filter(node),
+            limit=query.limit,
+            with_payload=True,
+            with_vectors=False,
         )
         return [
             ScoredMemory(item_from_payload(p.payload), float(p.score), {"lexical": float(p.score)})
             for p in res.points
-            if p.score > 0
         ]
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any
 
 import anyio
 import chromadb
+import chromadb.errors as chroma_errors
+import httpx
 import hypothesis.strategies as st
 import numpy as np
 import pydantic
@@ -42,6 +44,7 @@ from engram.core.errors import (
 )
 from engram.vector.chroma import ChromaConfig, ChromaVectorStore
 from engram.vector.chroma import _client as client_module
+from engram.vector.chroma._errors import translate
 from engram.vector.chroma._layout import float_key
 from hypothesis import given
 
@@ -196,6 +199,41 @@ async def test_silent_server_times_out(collection: str) -> None:
             await s.count()
         assert time.monotonic() - start < 5
         await s.aclose()
+
+
+async def test_other_settings_on_the_same_folder_is_a_configuration_error(tmp_path: Path, collection: str) -> None:
+    mine = chromadb.PersistentClient(str(tmp_path), Settings(anonymized_telemetry=False, allow_reset=True))
+    s = ChromaVectorStore(path=str(tmp_path), collection=collection)
+    try:
+        with pytest.raises(ConfigurationError, match="other settings"):
+            await s.count()
+    finally:
+        await s.aclose()
+        mine.close()
+    again = ChromaVectorStore(path=str(tmp_path), collection=collection)  # once that client is closed
+    assert await again.count() == 0
+    await again.aclose()
+
+
+@pytest.mark.parametrize(
+    ("exc", "want", "text"),
+    [
+        (chroma_errors.InvalidArgumentError("Collection expecting embedding with dimension of 2, got 3"),
+         InvalidInputError, "dimension"),
+        (chroma_errors.ChromaAuthError("no"), ProviderError, "not authorised"),
+        (chroma_errors.AuthorizationError("no"), ProviderError, "not authorised"),
+        (httpx.ConnectError("refused"), ProviderError, "cannot reach"),
+        (ValueError("Could not connect to a Chroma server. Are you sure it is running?"), ProviderError, "cannot reach"),
+        (httpx.ReadTimeout("slow"), ProviderTimeoutError, "in time"),
+        (TimeoutError(), ProviderTimeoutError, "in time"),
+        (chroma_errors.InternalError("boom"), ProviderError, "InternalError: boom"),
+    ],
+)
+def test_chromadb_errors_become_engram_errors(exc: Exception, want: type, text: str) -> None:
+    got = translate(exc, "get", "http://h:8000")
+    assert type(got) is want and text in str(got)
+    if isinstance(got, ProviderError):
+        assert got.provider == "chroma"
 
 
 async def test_foreign_collection_is_refused(tmp_path: Path, collection: str) -> None:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 from engram.core import AsyncMemory, Registry, Scope, VectorQuery, WriteBatch, matches, parse_filters
-from engram.core.errors import ConfigurationError, InvalidFilterError, InvalidInputError, ProviderError
+from engram.core.errors import (
+    ConfigurationError,
+    InvalidFilterError,
+    InvalidInputError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from engram.testing import assert_same_item, newest_first
 from engram.testing._data import BASE_TIME, make_item, mid, random_unit
 from engram.vector.qdrant import QdrantVectorStore
@@ -181,6 +187,21 @@ async def test_unreachable_server_is_a_provider_error_fast(grpc: bool) -> None:
             WriteBatch(upserts=[make_item("a", "a", random_unit(np.random.default_rng(0), DIMS))])
         )
     await store.aclose()
+
+
+async def test_a_silent_server_is_a_timeout() -> None:
+    """A port that accepts connections and never answers: the request times out as
+    ProviderTimeoutError (a ProviderError and a TimeoutError) after ``timeout`` seconds."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        store = QdrantVectorStore(url=f"http://127.0.0.1:{port}", timeout=1)
+        started = time.monotonic()
+        with pytest.raises(ProviderTimeoutError):
+            await store.count()
+        assert time.monotonic() - started < 5.0
+        await store.aclose()
 
 
 async def test_a_locked_folder_is_a_provider_error(tmp_path: Path) -> None:
@@ -501,6 +522,13 @@ async def test_async_memory_add_and_search_on_local_mode() -> None:
         assert [r["memory"] for r in pets] == ["My cat is called Miso"]
         listed = (await memory.get_all(user_id="alice"))["results"]
         assert len(listed) == 2
+        await memory.update(pets[0]["id"], "My cat is called Tofu")
+        versions = (await memory.get_all(user_id="alice", include_archived=True))["results"]
+        assert sorted(r["memory"] for r in versions if "cat" in r["memory"]) == [
+            "My cat is called Miso",
+            "My cat is called Tofu",
+        ]
+        assert [e["event"] for e in await memory.history(pets[0]["id"])] == ["ADD", "UPDATE"]
         await memory.delete(pets[0]["id"])
         assert await memory.count(user_id="alice") == 1
         with pytest.raises(InvalidFilterError, match="substrings"):

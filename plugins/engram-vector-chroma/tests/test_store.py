@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -362,15 +363,29 @@ def test_float_keys_order_like_floats(a: float, b: float) -> None:
     assert (ka < kb) == (a < b) and (ka == kb) == (a == b)
 
 
-async def test_integer_no_float_holds_is_refused_and_nothing_written(store: ChromaVectorStore) -> None:
+async def test_bad_items_are_refused_and_nothing_written(store: ChromaVectorStore) -> None:
     await store.write(WriteBatch(upserts=[item("a")]))
-    with pytest.raises(InvalidInputError, match="64-bit"):
-        await store.write(WriteBatch(upserts=[item("b", metadata={"n": 2**70 + 1})], deletes=["id-a"]))
-    with pytest.raises(InvalidInputError, match="JSON"):
-        await store.write(WriteBatch(upserts=[item("c", metadata={"x": float("nan")})]))
-    with pytest.raises(InvalidInputError, match="non-empty"):
-        await store.write(WriteBatch(upserts=[dataclasses.replace(item("d"), id="")]))
+    bad = {
+        "64-bit": item("b", metadata={"n": 2**70 + 1}),  # an integer no float holds
+        "JSON": item("c", metadata={"x": float("nan")}),
+        "non-empty string, got ''": dataclasses.replace(item("d"), id=""),
+        "user_id must be None or a non-empty string": item("e", user=""),
+        "created_at must be a datetime": dataclasses.replace(item("f"), created_at="2024-05-01"),  # type: ignore[arg-type]
+        "string keys": item("g", metadata={1: "x"}),
+    }
+    for message, it in bad.items():
+        with pytest.raises(InvalidInputError, match=message):
+            await store.write(WriteBatch(upserts=[item("ok"), it], deletes=["id-a"]))
     assert [i.id for i in await store.list(None)] == ["id-a"]
+
+
+async def test_naive_times_are_taken_as_utc(store: ChromaVectorStore) -> None:
+    naive = datetime(2024, 5, 1, 12, 30)
+    await store.write(WriteBatch(upserts=[item("n", created_at=naive, updated_at=naive)]))
+    (got,) = await store.get(["id-n"])
+    assert got.created_at == got.updated_at == naive.replace(tzinfo=UTC)
+    f = parse_filters({"created_at": {"gte": "2024-05-01T12:30:00Z"}, "updated_at": "2024-05-01T12:30:00+00:00"})
+    assert [i.id for i in await store.list(None, filters=f)] == ["id-n"]
 
 
 # -- the record layout ---------------------------------------------------------------------------

@@ -119,6 +119,13 @@ def as_exact_float(value: int | float) -> float | None:
     return f if f == value else None
 
 
+def _utc(value: Any, where: str) -> datetime:
+    """An aware datetime (a naive one is taken as UTC, as :func:`engram.core.parse_time` does)."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{where} must be a datetime, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def _micros(dt: datetime) -> int:
     return (dt - _EPOCH) // _MICRO
 
@@ -174,20 +181,28 @@ def encode(item: MemoryItem, vector: np.ndarray) -> dict[str, Any]:
     """The record's metadata for one memory (``vector``: its validated embedding).
 
     Raises:
-        InvalidInputError: metadata that is not a JSON object with string keys, holds NaN or
-            infinity, or an integer beyond 64 bits that no float equals.
+        InvalidInputError: a text, hash or scope id that is not a string (or an empty id), a time
+            that is not a datetime, metadata that is not a JSON object with string keys, holds NaN
+            or infinity, or an integer beyond 64 bits that no float equals.
     """
     where = f"memory {item.id}"
     if not isinstance(item.metadata, dict) or not all(isinstance(k, str) for k in item.metadata):
         raise InvalidInputError(f"{where}: metadata must be a mapping with string keys")
-    if not isinstance(item.memory, str):
-        raise InvalidInputError(f"{where}: memory must be a string")
+    if not isinstance(item.memory, str) or not isinstance(item.hash, str):
+        raise InvalidInputError(f"{where}: memory and hash must be strings")
+    for name in SCOPE_KEYS:
+        value = getattr(item, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise InvalidInputError(f"{where}: {name} must be None or a non-empty string, got {value!r}")
+    created, updated = _utc(item.created_at, f"{where}: created_at"), None
+    if item.updated_at is not None:
+        updated = _utc(item.updated_at, f"{where}: updated_at")
     try:
         blob = json.dumps(
             {
                 "v": FORMAT, "memory": item.memory, "hash": item.hash, "user_id": item.user_id, "agent_id": item.agent_id,
-                "run_id": item.run_id, "metadata": item.metadata, "created_at": _micros(item.created_at),
-                "updated_at": None if item.updated_at is None else _micros(item.updated_at),
+                "run_id": item.run_id, "metadata": item.metadata, "created_at": _micros(created),
+                "updated_at": None if updated is None else _micros(updated),
             },
             ensure_ascii=False, allow_nan=False, separators=(",", ":"),
         )
@@ -198,13 +213,13 @@ def encode(item: MemoryItem, vector: np.ndarray) -> dict[str, Any]:
         VECTOR_KEY: vector_digest(vector),
         "b:id": item.id,
         TEXT_KEY: text_digest(item.memory),
-        "b:hash": str(item.hash),
-        "b:created_at": float_key(item.created_at.timestamp()),
+        "b:hash": item.hash,
+        "b:created_at": float_key(created.timestamp()),
     }
     for name, key in SCOPE_KEYS.items():
         meta[key] = getattr(item, name) or ""
-    if item.updated_at is not None:
-        _project("b:updated_at", item.updated_at.timestamp(), where, meta)
+    if updated is not None:
+        _project("b:updated_at", updated.timestamp(), where, meta)
     for key, value in item.metadata.items():
         _project(key_token(key), value, f"{where}, metadata {key!r}", meta)
     return meta

@@ -32,7 +32,7 @@ asking Qdrant (an empty ``should`` would mean different things in local and serv
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,18 +211,25 @@ def _contains_meta(p: str, v: Any) -> Node:
     return _match(f"{p}.lk", float_key(float(v)) - 2**63)
 
 
+def _equality(op: str, v: Any, eq: Callable[[Any], Node], members: Callable[[Any], Node]) -> Node | None:
+    """``eq``, ``ne``, ``in`` and ``nin`` from a field's equality and membership tests, the
+    negative ones as exact negations; ``None`` for the other operators."""
+    if op in ("eq", "ne"):
+        found = eq(v)
+    elif op in ("in", "nin"):
+        found = members(v)
+    else:
+        return None
+    return found if op in ("eq", "in") else negate(found)
+
+
 def _metadata(c: Cmp) -> Node:
     name = field_name(c.field)
     p = f"f.{name}"
     op, v = c.op, c.value
-    if op == "eq":
-        return _eq_meta(p, name, v)
-    if op == "ne":
-        return negate(_eq_meta(p, name, v))
-    if op == "in":
-        return _in_meta(p, name, v)
-    if op == "nin":
-        return negate(_in_meta(p, name, v))
+    found = _equality(op, v, lambda x: _eq_meta(p, name, x), lambda xs: _in_meta(p, name, xs))
+    if found is not None:
+        return found
     if op in _RANGE_OPS:
         return _num_range(p, op, v)
     return _contains_meta(p, v)  # contains with a number or boolean
@@ -244,13 +251,11 @@ def _time_eq(field: str, v: float | None) -> Node:
 
 def _time(c: Cmp) -> Node:
     op, v = c.op, c.value
-    if op == "eq":
-        return _time_eq(c.field, v)
-    if op == "ne":
-        return negate(_time_eq(c.field, v))
-    if op in ("in", "nin"):
-        found = any_of(_time_eq(c.field, t) for t in v)
-        return found if op == "in" else negate(found)
+    found = _equality(
+        op, v, lambda t: _time_eq(c.field, t), lambda ts: any_of(_time_eq(c.field, t) for t in ts)
+    )
+    if found is not None:
+        return found
     if op in _RANGE_OPS:
         return _time_range(c.field, **{op: v})
     return NOTHING  # contains with a number: a time is not a list
@@ -262,20 +267,19 @@ def _text_eq(field: str, v: Any) -> Node:
     return _match(field, v) if isinstance(v, str) else NOTHING
 
 
+def _text_in(field: str, values: tuple[Any, ...]) -> Node:
+    strs = list(dict.fromkeys(x for x in values if isinstance(x, str)))
+    parts: list[Node] = [m.FieldCondition(key=field, match=m.MatchAny(any=strs))] if strs else []
+    if any(x is None for x in values):
+        parts.append(_text_eq(field, None))
+    return any_of(parts)
+
+
 def _text(c: Cmp) -> Node:
-    op, v = c.op, c.value
-    if op == "eq":
-        return _text_eq(c.field, v)
-    if op == "ne":
-        return negate(_text_eq(c.field, v))
-    if op in ("in", "nin"):
-        strs = list(dict.fromkeys(x for x in v if isinstance(x, str)))
-        parts: list[Node] = [m.FieldCondition(key=c.field, match=m.MatchAny(any=strs))] if strs else []
-        if any(x is None for x in v):
-            parts.append(_text_eq(c.field, None))
-        found = any_of(parts)
-        return found if op == "in" else negate(found)
-    return NOTHING  # a number range, or contains with a number: never true of a string
+    found = _equality(c.op, c.value, lambda x: _text_eq(c.field, x), lambda xs: _text_in(c.field, xs))
+    return (
+        NOTHING if found is None else found
+    )  # a number range, or contains with a number: never true of a string
 
 
 def _cmp(c: Cmp) -> Node:

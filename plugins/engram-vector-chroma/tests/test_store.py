@@ -342,7 +342,7 @@ async def test_exact_numbers_and_elements(store: ChromaVectorStore) -> None:
 
 
 async def test_floats_one_ulp_apart_are_told_apart(store: ChromaVectorStore) -> None:
-    """Chroma parses float operands with a parser that may be one ulp off; float keys are exact."""
+    """Chroma's float comparisons can be one ulp off; filters on float keys are exact."""
     values = {}
     for k, b in enumerate([123456789.125, 2.0**40, 1e300, -1e300, 1714565100.000001, 5e-324, 0.0]):
         values[f"eq{k}"], values[f"up{k}"], values[f"dn{k}"] = b, math.nextafter(b, math.inf), math.nextafter(b, -math.inf)

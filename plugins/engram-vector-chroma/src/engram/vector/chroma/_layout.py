@@ -22,9 +22,9 @@ its metadata holds
     for null or a missing key).
 
 Floats are stored and compared as *float keys*: the 64-bit integer that orders like the float
-(:func:`float_key`). Chroma 1.5.9 reads float operands from JSON with a parser that may be one
-unit in the last place off (``{"x": {"$gt": 123456789.125}}`` misses ``123456789.12500001``),
-while it compares 64-bit integers exactly.
+(:func:`float_key`). Chroma 1.5.9's float comparisons can be one unit in the last place off
+(``{"x": {"$gt": 123456789.125}}`` misses ``123456789.12500001``), while it compares 64-bit
+integers exactly.
 
 List elements are flags rather than Chroma 1.5 array metadata because Chroma 1.5.9 leaves a
 deleted collection's array values behind, keyed by internal row ids that later records reuse:

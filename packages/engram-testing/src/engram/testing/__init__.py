@@ -102,6 +102,7 @@ __all__ = [
     "newest_first",
     "query_scopes",
     "random_unit",
+    "requirements_of",
     "requires",
     "scope_dataset",
     "script_llm_server",

@@ -65,6 +65,7 @@ from ._requires import (
     ProviderSuite,
     capabilities_of,
     filter_requirements,
+    requirements_of,
     requires,
 )
 from ._reranker import RerankerConformance, assert_ranking

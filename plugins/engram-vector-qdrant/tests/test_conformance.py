@@ -32,6 +32,15 @@ NEEDS_SERVER = (
 )
 
 
+class _Reopenable(VectorStoreConformance):
+    """The suite on a store that keeps its data (a folder, a server): reopening it is a new
+    store on the same config."""
+
+    async def reopen(self, provider: QdrantVectorStore) -> QdrantVectorStore:
+        await provider.aclose()
+        return QdrantVectorStore(provider.config)
+
+
 class TestQdrantInMemory(VectorStoreConformance):
     @pytest.fixture
     async def store(self) -> AsyncIterator[QdrantVectorStore]:
@@ -40,7 +49,7 @@ class TestQdrantInMemory(VectorStoreConformance):
         await s.aclose()
 
 
-class TestQdrantLocalFolder(VectorStoreConformance):
+class TestQdrantLocalFolder(_Reopenable):
     # qdrant-client's folder mode commits every point to its SQLite file on its own (one fsync per
     # point: about 9 ms each on this machine), so test_batch_upsert_10k's 2 x 10K points take three
     # minutes here. The 10K check runs in memory and on the server; this class writes 1K.
@@ -51,10 +60,6 @@ class TestQdrantLocalFolder(VectorStoreConformance):
         s = QdrantVectorStore(QdrantVectorStore.Config(path=str(tmp_path / "qdrant")))
         yield s
         await s.aclose()
-
-    async def reopen(self, provider: QdrantVectorStore) -> QdrantVectorStore:
-        await provider.aclose()
-        return QdrantVectorStore(provider.config)
 
 
 async def _server_store(**options: Any) -> AsyncIterator[QdrantVectorStore]:
@@ -71,28 +76,9 @@ async def _server_store(**options: Any) -> AsyncIterator[QdrantVectorStore]:
             await store.aclose()
 
 
-class _ServerSuite(VectorStoreConformance):
-    """The suite against a server, without the checks for capabilities the store does not have:
-    ``nox -s integration`` fails on any skipped integration test, and these would skip by design.
-    The local classes above still show those skips, with their reasons."""
-
-    # needs "substring_filters", which the store lacks (test_filter_operator checks it refuses them)
-    test_filter_icontains_unicode_casefold = None  # type: ignore[assignment]
-    # the store has "lexical"
-    test_lexical_without_capability_returns_nothing = None  # type: ignore[assignment]
-    # no "history": engram pairs this store with its SQLite history store
-    test_batch_events_go_to_history = None  # type: ignore[assignment]
-    test_failed_batch_writes_no_history = None  # type: ignore[assignment]
-    test_reset_clears_history = None  # type: ignore[assignment]
-
-    async def reopen(self, provider: QdrantVectorStore) -> QdrantVectorStore:
-        await provider.aclose()
-        return QdrantVectorStore(provider.config)
-
-
 @pytest.mark.integration
 @pytest.mark.skipif(not URL, reason=NEEDS_SERVER)
-class TestQdrantServer(_ServerSuite):
+class TestQdrantServer(_Reopenable):
     @pytest.fixture
     async def store(self) -> AsyncIterator[QdrantVectorStore]:
         async for s in _server_store():
@@ -106,7 +92,7 @@ class TestQdrantServer(_ServerSuite):
         "ENGRAM_TEST_QDRANT_URL", "ENGRAM_TEST_QDRANT_URL and ENGRAM_TEST_QDRANT_GRPC_PORT"
     ),
 )
-class TestQdrantServerGrpc(_ServerSuite):
+class TestQdrantServerGrpc(_Reopenable):
     @pytest.fixture
     async def store(self) -> AsyncIterator[QdrantVectorStore]:
         async for s in _server_store(prefer_grpc=True, grpc_port=int(GRPC_PORT or 6334)):

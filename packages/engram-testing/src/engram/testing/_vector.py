@@ -831,7 +831,9 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
             while not done.is_set():
                 seen.append(await store.count())
                 await store.list(None, limit=5)
-                await anyio.sleep(0)
+                # a pause between reads: a store that reads on the event loop must not starve the
+                # writers (a spinning reader once held a store's worker-thread saves off for minutes)
+                await anyio.sleep(0.002)
 
         async with anyio.create_task_group() as outer:
             outer.start_soon(reader)

@@ -20,8 +20,8 @@ PLUGINS = {
     for p in sorted((ROOT / "plugins").glob("engram-*"))
     if (p / "pyproject.toml").is_file()
 }
-# Extras that install something other than one plugin: the REST/MCP servers' and OTLP export's
-# dependencies, and everything.
+# Extras that install something other than one plugin: the REST/MCP servers (engram-server), OTLP
+# export (engram-telemetry[otlp]), and everything.
 NON_PLUGIN_EXTRAS = {"server", "otlp", "all"}
 GROUP_KIND = {k.group: key for key, k in KINDS.items()}
 
@@ -54,11 +54,25 @@ def test_all_is_every_other_extra() -> None:
     assert listed == set(EXTRAS) - {"all"}
 
 
-def test_server_and_otlp_extras_install_their_libraries() -> None:
-    assert {_dist(r) for r in EXTRAS["server"]} >= {"fastapi", "uvicorn", "mcp"}
-    assert {_dist(r) for r in EXTRAS["otlp"]} >= {
+PACKAGES = {
+    p.name: tomllib.loads((p / "pyproject.toml").read_text())
+    for p in sorted((ROOT / "packages").glob("engram-*"))
+    if (p / "pyproject.toml").is_file()
+}
+
+
+def test_server_and_otlp_extras_install_their_packages() -> None:
+    """engram[server] is the engram-server package (FastAPI, uvicorn, the MCP SDK); engram[otlp] is
+    engram-telemetry's own otlp extra (the OpenTelemetry SDK and both OTLP exporters)."""
+    assert EXTRAS["server"] == ["engram-server"]
+    assert {_dist(r) for r in PACKAGES["engram-server"]["project"]["dependencies"]} >= {"fastapi", "uvicorn", "mcp"}
+    assert EXTRAS["otlp"] == ["engram-telemetry[otlp]"]
+    telemetry = PACKAGES["engram-telemetry"]["project"]
+    assert {_dist(r) for r in telemetry["optional-dependencies"]["otlp"]} >= {
         "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "opentelemetry-exporter-otlp-proto-grpc",
     }
+    # the library itself needs the API only: without the extra every span and metric is a no-op
+    assert [_dist(r) for r in telemetry["dependencies"]] == ["opentelemetry-api"]
 
 
 def _entry_points(dist: str) -> set[tuple[str, str]]:

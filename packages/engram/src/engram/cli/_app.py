@@ -100,8 +100,29 @@ def _root(
             "--version", "-V", callback=_version_callback, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Export traces and metrics over OTLP to this collector, e.g. http://127.0.0.1:4318 "
+            "(HTTP) or http://127.0.0.1:4317 with --otlp-protocol grpc. Without it, the standard "
+            "OTEL_EXPORTER_OTLP_* variables turn export on. Needs: pip install \"engram\\[otlp]\".",
+            show_default=False,
+        ),
+    ] = None,
+    otlp_protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-protocol",
+            help="http/protobuf or grpc (default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """engram: long-term memory for AI agents."""
+    from ._otlp import start_export
+
+    start_export(otlp_endpoint, otlp_protocol)
 
 
 def _opts(user_id, agent_id, run_id, db, embedder, config, as_json) -> Options:  # type: ignore[no-untyped-def]
@@ -786,6 +807,10 @@ def demo(
     from ._demo import run_demo
 
     run_demo(db=db, embedder=embedder, config=config, limit=limit, as_json=as_json)
+
+
+# `engram serve` and `engram mcp` live in their own modules and register on `app` when imported.
+from . import _mcp, _serve  # noqa: E402, F401
 
 
 def main() -> None:

@@ -1,0 +1,116 @@
+"""Who is calling, and which scopes that caller may touch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engram.core import Scope
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from ._errors import ApiError
+from ._keys import ApiKey, KeyStore
+
+__all__ = ["Caller", "caller_dependency"]
+
+_FIELDS = ("user_id", "agent_id", "run_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The caller: ``key`` is ``None`` when the server runs without API keys (everything allowed)."""
+
+    key: ApiKey | None
+
+    @property
+    def scope(self) -> Scope | None:
+        return self.key.scope if self.key is not None else None
+
+    @property
+    def admin(self) -> bool:
+        return self.scope is None
+
+    def require_admin(self, what: str) -> None:
+        if not self.admin:
+            raise ApiError("forbidden", f"{what} needs an admin API key (one not limited to a scope)")
+
+    def resolve(
+        self, user_id: str | None, agent_id: str | None, run_id: str | None, *, required: bool = True
+    ) -> Scope | None:
+        """The scope a request may use.
+
+        A scoped key fills in the ids it is limited to; an id that differs from the key's is 403
+        ``forbidden``. A request may narrow the key's scope (add a run_id), never widen it.
+
+        Raises:
+            ApiError: forbidden, or invalid_input when ``required`` and no id is given by either.
+            InvalidScopeError: a malformed id.
+        """
+        ids: dict[str, str | None] = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+        limit = self.scope
+        if limit is not None:
+            for name, allowed in limit.items():
+                asked = ids[name]
+                if asked is not None and asked != allowed:
+                    raise ApiError("forbidden", f"this API key is limited to {name}={allowed!r}")
+                ids[name] = allowed
+        if all(v is None for v in ids.values()):
+            if required:
+                raise ApiError("invalid_input", "this request needs a scope: user_id, agent_id or run_id")
+            return None
+        return Scope(**ids)
+
+    def sees(self, record: Mapping[str, Any]) -> bool:
+        """Whether a memory or history event (a dict with scope ids) is within this caller's scope."""
+        limit = self.scope
+        return limit is None or limit.matches(
+            record.get("user_id"), record.get("agent_id"), record.get("run_id")
+        )
+
+
+def _presented(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() in ("bearer", "token") and value.strip():
+            return value.strip()
+        return None
+    key = request.headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+def caller_dependency(keys: KeyStore | None) -> Callable[..., Any]:
+    """A FastAPI dependency giving the :class:`Caller`. Without a key store, every caller is admin
+    and the OpenAPI document declares no security; with one, a missing or unknown key is 401."""
+    if keys is None:
+
+        async def open_caller() -> Caller:
+            return Caller(None)
+
+        return open_caller
+
+    bearer = HTTPBearer(
+        auto_error=False,
+        description="`Authorization: Bearer <key>` (mem0's `Authorization: Token <key>` works too).",
+    )
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key in an `X-API-Key` header.")
+
+    async def keyed_caller(
+        request: Request,
+        _b: Any = Depends(bearer),
+        _h: Any = Depends(header),  # noqa: B008 - FastAPI's idiom
+    ) -> Caller:
+        presented = _presented(request)
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if presented is None:
+            raise ApiError(
+                "unauthorized", "an API key is required: Authorization: Bearer <key>", headers=challenge
+            )
+        found = keys.verify(presented)
+        if found is None:
+            raise ApiError("unauthorized", "unknown API key", headers=challenge)
+        return Caller(found)
+
+    return keyed_caller

@@ -86,6 +86,7 @@ _RESPONSES: dict[Signal, type[Message]] = {
     "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
     "logs": logs_service_pb2.ExportLogsServiceResponse,
 }
+_PATHS: dict[str, Signal] = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
 _MAX_BODY = 64 * 1024 * 1024  # the OTLP exporters' own default request size limit
 
 
@@ -585,7 +586,7 @@ def _spans(request: Any, transport: Transport, headers: dict[str, str]) -> Itera
                 )
 
 
-def _temporality(value: int) -> str:
+def _temporality(value: Any) -> str:
     return AggregationTemporality.Name(value).removeprefix("AGGREGATION_TEMPORALITY_")
 
 
@@ -714,9 +715,7 @@ def _make_handler(receiver: OTLPReceiver) -> type[BaseHTTPRequestHandler]:
             self._send(status, message.encode(), "text/plain; charset=utf-8")
 
         def do_POST(self) -> None:
-            signal = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}.get(
-                self.path.split("?", 1)[0]
-            )
+            signal = _PATHS.get(self.path.split("?", 1)[0])
             length = int(self.headers.get("Content-Length") or 0)
             if length > _MAX_BODY:
                 self.close_connection = True
@@ -740,12 +739,12 @@ def _make_handler(receiver: OTLPReceiver) -> type[BaseHTTPRequestHandler]:
             try:
                 request = (
                     _parse_json(signal, body) if encoding == "json" else _REQUESTS[signal].FromString(body)
-                )  # type: ignore[index]
+                )
             except (DecodeError, json_format.ParseError, ValueError) as exc:
                 return self._fail(400, f"cannot decode the {signal} request: {exc}")
             headers = {k.lower(): v for k, v in self.headers.items()}
-            receiver._accept("http", signal, request, headers, encoding, compression, len(raw))  # type: ignore[arg-type]
-            response = _RESPONSES[signal]()  # type: ignore[index]
+            receiver._accept("http", signal, request, headers, encoding, compression, len(raw))
+            response = _RESPONSES[signal]()
             if encoding == "json":
                 self._send(200, b"{}", "application/json")
             else:

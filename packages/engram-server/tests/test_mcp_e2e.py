@@ -31,8 +31,15 @@ from mcp.types import CallToolResult, InitializeResult
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TOOLS = {
-    "add_memory", "search_memory", "list_memories", "get_memory", "update_memory", "delete_memory",
-    "memory_history", "get_graph", "reset_memories",
+    "add_memory",
+    "search_memory",
+    "list_memories",
+    "get_memory",
+    "update_memory",
+    "delete_memory",
+    "memory_history",
+    "get_graph",
+    "reset_memories",
 }
 TIMEOUT = 30.0
 
@@ -59,9 +66,10 @@ class Live:
         self._task: asyncio.Task[None] | None = None
 
     async def _own(self) -> None:
-        async with self._connect() as streams, ClientSession(
-            streams[0], streams[1], read_timeout_seconds=TIMEOUT
-        ) as session:
+        async with (
+            self._connect() as streams,
+            ClientSession(streams[0], streams[1], read_timeout_seconds=TIMEOUT) as session,
+        ):
             self.init = await session.initialize()
             self.session = session
             self._ready.set()
@@ -113,19 +121,32 @@ def text_of(result: CallToolResult) -> str:
 async def _seed_graph(db: Path) -> None:
     """A small graph in the database file, written through the engine's own SQLite graph store
     (filling it through add_memory needs an LLM)."""
-    async with AsyncMemory({"vector_store": f"sqlite:///{db}", "embedder": "hash", "graph_store": "sqlite"}) as mem:
+    async with AsyncMemory(
+        {"vector_store": f"sqlite:///{db}", "embedder": "hash", "graph_store": "sqlite"}
+    ) as mem:
         graph = mem.graph_store
         assert graph is not None
         maya = Entity("Maya", "person", user_id="maya")
         portland = Entity("Portland", "place", user_id="maya")
         boston = Entity("Boston", "place", user_id="maya")
         old = Relation(
-            "Maya", "lives_in", "Boston", user_id="maya", source_id=maya.id, destination_id=boston.id,
-            valid_at=datetime(2019, 1, 1, tzinfo=UTC), invalid_at=datetime(2024, 4, 1, tzinfo=UTC),
+            "Maya",
+            "lives_in",
+            "Boston",
+            user_id="maya",
+            source_id=maya.id,
+            destination_id=boston.id,
+            valid_at=datetime(2019, 1, 1, tzinfo=UTC),
+            invalid_at=datetime(2024, 4, 1, tzinfo=UTC),
             expired_at=datetime(2024, 4, 2, tzinfo=UTC),
         )
         new = Relation(
-            "Maya", "lives_in", "Portland", user_id="maya", source_id=maya.id, destination_id=portland.id,
+            "Maya",
+            "lives_in",
+            "Portland",
+            user_id="maya",
+            source_id=maya.id,
+            destination_id=portland.id,
             valid_at=datetime(2024, 4, 1, tzinfo=UTC),
         )
         await graph.apply(GraphBatch(entities=[maya, portland, boston], relations=[old, new]))
@@ -165,20 +186,28 @@ async def test_lists_the_nine_tools_with_typed_schemas(stdio: Live) -> None:
     add = tools["add_memory"].input_schema
     assert add["required"] == ["messages"]
     assert {"user_id", "agent_id", "run_id", "metadata", "infer"} <= set(add["properties"])
-    assert add["$defs"]["ChatMessage"]["properties"]["role"]["enum"] == ["user", "assistant", "system", "tool"]
+    assert add["$defs"]["ChatMessage"]["properties"]["role"]["enum"] == [
+        "user",
+        "assistant",
+        "system",
+        "tool",
+    ]
     search = tools["search_memory"].input_schema["properties"]
     assert (search["limit"]["minimum"], search["limit"]["maximum"]) == (1, 100)
     assert search["user_id"]["anyOf"][0]["maxLength"] == 256
     reset = tools["reset_memories"]
     assert reset.input_schema["properties"]["confirm"] == {
-        "default": False, "description": reset.input_schema["properties"]["confirm"]["description"],
-        "title": "Confirm", "type": "boolean",
+        "default": False,
+        "description": reset.input_schema["properties"]["confirm"]["description"],
+        "title": "Confirm",
+        "type": "boolean",
     }
     assert reset.annotations is not None and reset.annotations.destructive_hint is True
     assert tools["search_memory"].annotations.read_only_hint is True  # type: ignore[union-attr]
-    assert "search_memory" in tools["search_memory"].description or "before answering" in tools[
-        "search_memory"
-    ].description
+    assert (
+        "search_memory" in tools["search_memory"].description
+        or "before answering" in tools["search_memory"].description
+    )
     assert "user 'maya'" in (stdio.init.instructions or "")
 
 
@@ -210,15 +239,26 @@ async def test_add_search_list_get(stdio: Live) -> None:
 async def test_add_conversation_turns(stdio: Live) -> None:
     turns = [
         {"role": "system", "content": "You are helpful."},
-        {"role": "user", "content": "I switched to a standing desk", "name": "Maya", "time": "2024-05-01T09:00:00Z"},
+        {
+            "role": "user",
+            "content": "I switched to a standing desk",
+            "name": "Maya",
+            "time": "2024-05-01T09:00:00Z",
+        },
         {"role": "assistant", "content": "Nice, how is it going?"},
     ]
     added = await stdio.ok("add_memory", messages=turns, infer=False, run_id="chat-1")
-    assert [c["memory"] for c in added["results"]] == ["I switched to a standing desk", "Nice, how is it going?"]
+    assert [c["memory"] for c in added["results"]] == [
+        "I switched to a standing desk",
+        "Nice, how is it going?",
+    ]
     got = await stdio.ok("get_memory", memory_id=added["results"][0]["id"])
     assert got["metadata"]["speaker"] == "Maya"
     assert got["metadata"]["message_time"].startswith("2024-05-01T09:00:00")
-    assert (got["user_id"], got.get("run_id")) == ("maya", "chat-1")  # the call's run_id joins the default user_id
+    assert (got["user_id"], got.get("run_id")) == (
+        "maya",
+        "chat-1",
+    )  # the call's run_id joins the default user_id
 
 
 async def test_update_history_delete(stdio: Live) -> None:
@@ -226,7 +266,9 @@ async def test_update_history_delete(stdio: Live) -> None:
     memory_id = change["id"]
     updated = await stdio.ok("update_memory", memory_id=memory_id, text="Maya's standup is at 10:00")
     assert updated == {
-        "id": memory_id, "memory": "Maya's standup is at 10:00", "event": "UPDATE",
+        "id": memory_id,
+        "memory": "Maya's standup is at 10:00",
+        "event": "UPDATE",
         "previous_memory": "Maya's standup is at 9:30",
     }
     deleted = await stdio.ok("delete_memory", memory_id=memory_id)
@@ -236,7 +278,9 @@ async def test_update_history_delete(stdio: Live) -> None:
     history = await stdio.ok("memory_history", memory_id=memory_id)
     assert [e["event"] for e in history["events"]] == ["ADD", "UPDATE", "DELETE"]
     assert history["events"][1]["old_memory"] == "Maya's standup is at 9:30"
-    assert "9:30 -> Maya's standup is at 10:00" in text_of(await stdio.call("memory_history", memory_id=memory_id))
+    assert "9:30 -> Maya's standup is at 10:00" in text_of(
+        await stdio.call("memory_history", memory_id=memory_id)
+    )
 
 
 async def test_get_graph(stdio: Live) -> None:
@@ -271,7 +315,9 @@ async def test_a_call_scope_overrides_the_default(stdio: Live) -> None:
     assert "MemoryNotFoundError" in await stdio.error("update_memory", memory_id=sam["id"], text="changed")
     assert "MemoryNotFoundError" in await stdio.error("delete_memory", memory_id=sam["id"])
     assert (await stdio.ok("memory_history", memory_id=sam["id"]))["events"] == []
-    assert (await stdio.ok("get_memory", memory_id=sam["id"], user_id="sam"))["memory"] == "Sam drinks oat milk"
+    assert (await stdio.ok("get_memory", memory_id=sam["id"], user_id="sam"))[
+        "memory"
+    ] == "Sam drinks oat milk"
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -280,7 +326,9 @@ async def test_a_call_scope_overrides_the_default(stdio: Live) -> None:
 async def test_errors_are_tool_errors_and_the_server_keeps_running(stdio: Live) -> None:
     assert "no memory with id 'no-such-id'" in await stdio.error("get_memory", memory_id="no-such-id")
     assert "MemoryNotFoundError" in await stdio.error("delete_memory", memory_id="no-such-id")
-    assert "InvalidFilterError" in await stdio.error("search_memory", query="x", filters={"topic": {"near": 1}})
+    assert "InvalidFilterError" in await stdio.error(
+        "search_memory", query="x", filters={"topic": {"near": 1}}
+    )
     assert "InvalidScopeError" in await stdio.error("list_memories", user_id="bad\nid")
     assert "InvalidInputError" in await stdio.error("add_memory", messages="x", metadata={"n": 2**70})
     # Arguments the schema refuses are tool errors too (the SDK's validation).
@@ -335,9 +383,25 @@ async def http(server_dir: Path) -> AsyncIterator[Live]:
     errlog = server_dir / "http.stderr"
     with open(errlog, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engram.cli", "mcp", "--transport", "streamable-http", "--host", "127.0.0.1",
-             "--port", str(port), "--db", str(server_dir / "http.db"), "--embedder", "hash"],
-            stdout=subprocess.DEVNULL, stderr=err, env=_clean_env(ENGRAM_USER_ID="lee"),
+            [
+                sys.executable,
+                "-m",
+                "engram.cli",
+                "mcp",
+                "--transport",
+                "streamable-http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                str(server_dir / "http.db"),
+                "--embedder",
+                "hash",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=_clean_env(ENGRAM_USER_ID="lee"),
         )
     try:
         _wait_listening(proc, port, errlog)

@@ -74,7 +74,9 @@ class Relation(_Out):
     valid_at: str | None = Field(None, description="Since when it held in the world, when known.")
     invalid_at: str | None = Field(None, description="Until when it held in the world, when known.")
     created_at: str | None = None
-    expired_at: str | None = Field(None, description="When a newer relation contradicted it; null while current.")
+    expired_at: str | None = Field(
+        None, description="When a newer relation contradicted it; null while current."
+    )
     memory_ids: list[str] = Field(default_factory=list, description="The memories that stated it.")
     hops: int | None = Field(None, description="Search only: graph distance from the question's entities.")
 
@@ -112,7 +114,9 @@ class AddResult(_Out):
     infer: dict[str, Any] | None = Field(
         None, description="With an LLM: facts extracted, and why the text was stored verbatim if it was."
     )
-    relations: RelationChanges | None = Field(None, description="With a graph store: relations added and closed.")
+    relations: RelationChanges | None = Field(
+        None, description="With a graph store: relations added and closed."
+    )
 
 
 class SearchResult(_Out):
@@ -166,5 +170,7 @@ class GraphResult(_Out):
 
 class ResetResult(_Out):
     deleted: int = Field(description="How many memories were deleted.")
-    scope: dict[str, str] | None = Field(None, description="The scope emptied; null when everything was reset.")
+    scope: dict[str, str] | None = Field(
+        None, description="The scope emptied; null when everything was reset."
+    )
     message: str

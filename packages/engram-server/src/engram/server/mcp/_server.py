@@ -57,6 +57,7 @@ def create_server(
     allow_full_reset: bool = False,
     name: str = "engram",
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
+    tracer_provider: Any = None,
 ) -> MCPServer[ServerState]:
     """An MCP server whose tools read and write one engram memory.
 
@@ -80,6 +81,9 @@ def create_server(
             and all history; without it only one scope can be erased at a time.
         name: the server's name, as clients show it.
         log_level: the SDK's log level (logs go to stderr).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for the ``execute_tool {tool}`` span
+            each call opens (and for the memory the server opens, when it opens one); ``None``: the
+            API's global provider. The SDK's own ``tools/call`` span uses the global provider.
 
     Returns:
         the SDK's ``MCPServer``, with the tools registered.
@@ -94,9 +98,19 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        mem = memory if isinstance(memory, AsyncMemory) else AsyncMemory(config)
+        if isinstance(memory, AsyncMemory):
+            mem = memory
+        elif tracer_provider is not None:
+            mem = AsyncMemory(config, tracer_provider=tracer_provider)
+        else:
+            mem = AsyncMemory(config)
         try:
-            yield ServerState(memory=mem, default_scope=ids, allow_full_reset=allow_full_reset)
+            yield ServerState(
+                memory=mem,
+                default_scope=ids,
+                allow_full_reset=allow_full_reset,
+                tracer_provider=tracer_provider,
+            )
         finally:
             if owned:
                 await mem.aclose()
@@ -109,7 +123,9 @@ def create_server(
             "out to use it.\n"
         )
     else:
-        instructions += "This server has no default scope: pass user_id (or agent_id / run_id) in each call.\n"
+        instructions += (
+            "This server has no default scope: pass user_id (or agent_id / run_id) in each call.\n"
+        )
     server: MCPServer[ServerState] = MCPServer(
         name,
         title="engram memory",
@@ -120,6 +136,10 @@ def create_server(
     )
     for spec in TOOLS:
         server.add_tool(
-            spec.fn, name=spec.name, title=spec.title, description=spec.description, annotations=spec.annotations
+            spec.fn,
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=spec.annotations,
         )
     return server

@@ -106,7 +106,8 @@ def get_text(memory: Mapping[str, Any]) -> str:
         memory["memory"],
         f"id: {memory['id']}",
         f"scope: {scope}",
-        f"created: {memory['created_at']}" + (f", updated: {memory['updated_at']}" if memory.get("updated_at") else ""),
+        f"created: {memory['created_at']}"
+        + (f", updated: {memory['updated_at']}" if memory.get("updated_at") else ""),
     ]
     if memory.get("metadata"):
         lines.append(f"metadata: {json.dumps(memory['metadata'], ensure_ascii=False, sort_keys=True)}")
@@ -140,9 +141,7 @@ def graph_text(result: Mapping[str, Any], scope: Scope) -> str:
     who = scope_label(scope)
     ents, rels = result["entities"], result["relations"]
     if not ents and not rels:
-        return (
-            f"No graph for {who}. (add_memory fills it when the server has an LLM and a graph store configured.)"
-        )
+        return f"No graph for {who}. (add_memory fills it when the server has an LLM and a graph store configured.)"
     lines = [f"Graph of {who}: {_plural(len(ents), 'entity')}, {_plural(len(rels), 'relation')}."]
     if ents:
         lines.append("Entities: " + ", ".join(f"{e['name']} ({e.get('type') or '?'})" for e in ents))

@@ -45,6 +45,8 @@ class ServerState:
         memory: the engine every tool calls.
         default_scope: the ids used when a call gives none (all ``None``: no default).
         allow_full_reset: whether ``reset_memories(everything=true)`` may wipe every scope.
+        tracer_provider: where the ``execute_tool`` spans go (``None``: the OpenTelemetry API's
+            global provider, looked up at each call so one set later is used).
     """
 
     memory: AsyncMemory
@@ -52,6 +54,12 @@ class ServerState:
         default_factory=lambda: {"user_id": None, "agent_id": None, "run_id": None}
     )
     allow_full_reset: bool = False
+    tracer_provider: Any = None
+
+    def tracer(self) -> trace.Tracer:
+        """The ``engram`` tracer (version: engram-telemetry's), as the telemetry contract names it."""
+        provider = self.tracer_provider or trace.get_tracer_provider()
+        return provider.get_tracer("engram", _telemetry_version())
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -85,7 +93,11 @@ RunId = Annotated[
 ]
 MemoryId = Annotated[
     str,
-    Field(description="The memory's id, as returned by search_memory, list_memories or add_memory.", min_length=1, max_length=256),
+    Field(
+        description="The memory's id, as returned by search_memory, list_memories or add_memory.",
+        min_length=1,
+        max_length=256,
+    ),
 ]
 Filters = Annotated[
     dict[str, Any] | None,
@@ -97,7 +109,9 @@ Filters = Annotated[
 ]
 Archived = Annotated[
     bool,
-    Field(description="Also include archived versions (superseded by an update or deleted by the LLM), marked."),
+    Field(
+        description="Also include archived versions (superseded by an update or deleted by the LLM), marked."
+    ),
 ]
 
 
@@ -159,9 +173,17 @@ async def _in_scope(mem: AsyncMemory, memory_id: str, scope: Scope | None) -> di
     found = await mem.get(memory_id)
     if found is None:
         raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
-    if scope is not None and not scope.matches(found.get("user_id"), found.get("agent_id"), found.get("run_id")):
+    if scope is not None and not scope.matches(
+        found.get("user_id"), found.get("agent_id"), found.get("run_id")
+    ):
         raise MemoryNotFoundError(f"no memory with id {memory_id!r} in scope {_text.scope_label(scope)}")
     return found
+
+
+def _error_type(exc: BaseException) -> str:
+    """``error.type``: the exception class's module-qualified name (``builtins`` left out)."""
+    t = type(exc)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def _engram_error(exc: BaseException) -> EngramError | None:
@@ -175,17 +197,25 @@ def _engram_error(exc: BaseException) -> EngramError | None:
     return None
 
 
-async def _run(tool: str, body: Callable[[], Awaitable[tuple[Any, str]]]) -> CallToolResult:
+async def _run(
+    ctx: Context[ServerState, Any], tool: str, body: Callable[[], Awaitable[tuple[Any, str]]]
+) -> CallToolResult:
     """Run one tool call under its ``execute_tool {tool}`` span.
 
     An engram error becomes a tool error (``isError``) whose text names the error class and says
     what was wrong; anything else propagates to the SDK, which logs it on the server and answers
     with a generic tool error (no traceback reaches the client).
     """
-    tracer = trace.get_tracer("engram", _telemetry_version())
-    with tracer.start_as_current_span(
-        f"execute_tool {tool}", kind=SpanKind.INTERNAL, record_exception=False, set_status_on_exception=False
-    ) as span:
+    with (
+        _state(ctx)
+        .tracer()
+        .start_as_current_span(
+            f"execute_tool {tool}",
+            kind=SpanKind.INTERNAL,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span
+    ):
         if span.is_recording():
             span.set_attribute("gen_ai.operation.name", "execute_tool")
             span.set_attribute("gen_ai.tool.name", tool)
@@ -196,7 +226,7 @@ async def _run(tool: str, body: Callable[[], Awaitable[tuple[Any, str]]]) -> Cal
             if span.is_recording():
                 cause = err if err is not None else exc
                 span.record_exception(cause)
-                span.set_attribute("error.type", type(cause).__qualname__)
+                span.set_attribute("error.type", _error_type(cause))
                 span.set_status(StatusCode.ERROR, str(cause))
             if err is None:
                 raise
@@ -214,7 +244,7 @@ async def add_memory(
         str | list[ChatMessage],
         Field(
             description="What to remember: a plain string (taken as the user's words), or a list of "
-            "conversation turns. Keep each fact self-contained (\"Maya is vegetarian\", not \"she is\")."
+            'conversation turns. Keep each fact self-contained ("Maya is vegetarian", not "she is").'
         ),
     ],
     user_id: UserId = None,
@@ -241,7 +271,7 @@ async def add_memory(
         result = await state.memory.add(msgs, metadata=metadata, infer=infer, **_kw(scope))
         return result, _text.add_text(result, scope)
 
-    return await _run("add_memory", body)
+    return await _run(ctx, "add_memory", body)
 
 
 async def search_memory(
@@ -262,12 +292,16 @@ async def search_memory(
         state = _state(ctx)
         scope = _require(state, user_id, agent_id, run_id)
         result = await state.memory.search(
-            query, filters=filters, limit=limit, threshold=threshold, include_archived=include_archived,
+            query,
+            filters=filters,
+            limit=limit,
+            threshold=threshold,
+            include_archived=include_archived,
             **_kw(scope),
         )
         return result, _text.search_text(result, scope, query)
 
-    return await _run("search_memory", body)
+    return await _run(ctx, "search_memory", body)
 
 
 async def list_memories(
@@ -287,7 +321,7 @@ async def list_memories(
         )
         return result, _text.list_text(result, scope)
 
-    return await _run("list_memories", body)
+    return await _run(ctx, "list_memories", body)
 
 
 async def get_memory(
@@ -302,13 +336,15 @@ async def get_memory(
         found = await _in_scope(state.memory, memory_id, _resolve(state, user_id, agent_id, run_id))
         return found, _text.get_text(found)
 
-    return await _run("get_memory", body)
+    return await _run(ctx, "get_memory", body)
 
 
 async def update_memory(
     ctx: Context[ServerState, Any],
     memory_id: MemoryId,
-    text: Annotated[str, Field(description="The memory's new text, complete (it replaces the old text).", min_length=1)],
+    text: Annotated[
+        str, Field(description="The memory's new text, complete (it replaces the old text).", min_length=1)
+    ],
     user_id: UserId = None,
     agent_id: AgentId = None,
     run_id: RunId = None,
@@ -322,7 +358,7 @@ async def update_memory(
         result = await state.memory.update(memory_id, text, metadata=metadata)
         return result, _text.update_text(result)
 
-    return await _run("update_memory", body)
+    return await _run(ctx, "update_memory", body)
 
 
 async def delete_memory(
@@ -338,7 +374,7 @@ async def delete_memory(
         result = await state.memory.delete(memory_id)
         return result, _text.delete_text(result)
 
-    return await _run("delete_memory", body)
+    return await _run(ctx, "delete_memory", body)
 
 
 async def memory_history(
@@ -353,10 +389,12 @@ async def memory_history(
         scope = _resolve(state, user_id, agent_id, run_id)
         events = await state.memory.history(memory_id)
         if scope is not None:
-            events = [e for e in events if scope.matches(e.get("user_id"), e.get("agent_id"), e.get("run_id"))]
+            events = [
+                e for e in events if scope.matches(e.get("user_id"), e.get("agent_id"), e.get("run_id"))
+            ]
         return {"memory_id": memory_id, "events": events}, _text.history_text(memory_id, events)
 
-    return await _run("memory_history", body)
+    return await _run(ctx, "memory_history", body)
 
 
 async def get_graph(
@@ -374,15 +412,19 @@ async def get_graph(
             "'where did Maya live in 2023?'."
         ),
     ] = None,
-    limit: Annotated[int | None, Field(description="At most this many relations, newest first.", ge=1, le=10_000)] = None,
+    limit: Annotated[
+        int | None, Field(description="At most this many relations, newest first.", ge=1, le=10_000)
+    ] = None,
 ) -> Annotated[CallToolResult, GraphResult]:
     async def body() -> tuple[Any, str]:
         state = _state(ctx)
         scope = _require(state, user_id, agent_id, run_id)
-        result = await state.memory.get_graph(include_expired=include_expired, at=at, limit=limit, **_kw(scope))
+        result = await state.memory.get_graph(
+            include_expired=include_expired, at=at, limit=limit, **_kw(scope)
+        )
         return result, _text.graph_text(result, scope)
 
-    return await _run("get_graph", body)
+    return await _run(ctx, "get_graph", body)
 
 
 async def reset_memories(
@@ -410,7 +452,9 @@ async def reset_memories(
         mem = state.memory
         if everything:
             if any(v is not None for v in (user_id, agent_id, run_id)):
-                raise InvalidInputError("everything=true erases every scope: give no user_id, agent_id or run_id")
+                raise InvalidInputError(
+                    "everything=true erases every scope: give no user_id, agent_id or run_id"
+                )
             if not state.allow_full_reset:
                 raise InvalidInputError(
                     "erasing every scope is turned off on this server (start it with --allow-full-reset); "
@@ -424,7 +468,9 @@ async def reset_memories(
                 )
             await mem.reset()
             result: dict[str, Any] = {
-                "deleted": n, "scope": None, "message": f"Reset: deleted {n} memories and all history"
+                "deleted": n,
+                "scope": None,
+                "message": f"Reset: deleted {n} memories and all history",
             }
             return result, _text.reset_text(result)
         scope = _require(state, user_id, agent_id, run_id)
@@ -442,7 +488,7 @@ async def reset_memories(
         }
         return result, _text.reset_text(result)
 
-    return await _run("reset_memories", body)
+    return await _run(ctx, "reset_memories", body)
 
 
 # -- registration ------------------------------------------------------------------------------
@@ -464,7 +510,10 @@ class ToolSpec:
 
 def _hints(*, read_only: bool, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
     return ToolAnnotations(
-        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
     )
 
 
@@ -479,7 +528,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Remember",
         "Store something worth remembering in long-term memory, for later conversations. Call it when "
         "the user states a fact, preference, plan, decision or correction about themselves or their work "
-        "that will matter later (\"I moved to Portland\", \"we deploy on Fridays\"), or when you learn "
+        'that will matter later ("I moved to Portland", "we deploy on Fridays"), or when you learn '
         "something durable while working. Do not store secrets, passwords or passing small talk. With an "
         "LLM configured on the server, engram extracts the facts and updates or removes the memories they "
         "contradict; otherwise each message is stored as written. Returns the changes made, with ids."
@@ -500,7 +549,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         list_memories,
         "List memories",
         "List the stored memories of a scope, newest first, without ranking. Use it to review "
-        "everything known (\"what do you remember about me?\"); to find something specific, use "
+        'everything known ("what do you remember about me?"); to find something specific, use '
         "search_memory." + _SCOPE_NOTE,
         _hints(read_only=True, idempotent=True),
     ),

@@ -18,6 +18,7 @@ from ._errors import CODES, ApiError, ErrorBody, install_handlers
 from ._keys import KeyStore
 from ._middleware import BodyLimit, Guard, Telemetry
 from ._models import (
+    ID_PATTERN,
     MAX_ID,
     MAX_LIMIT,
     MAX_QUERY,
@@ -58,9 +59,16 @@ def _version() -> str:
         return "0+unknown"
 
 
-UserQ = Annotated[str | None, Query(min_length=1, max_length=MAX_ID, description="Scope: the user.")]
-AgentQ = Annotated[str | None, Query(min_length=1, max_length=MAX_ID, description="Scope: the agent.")]
-RunQ = Annotated[str | None, Query(min_length=1, max_length=MAX_ID, description="Scope: the run or session.")]
+UserQ = Annotated[
+    str | None, Query(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN, description="Scope: the user.")
+]
+AgentQ = Annotated[
+    str | None, Query(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN, description="Scope: the agent.")
+]
+RunQ = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN, description="Scope: the run or session."),
+]
 MemoryId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The memory's id.")]
 FiltersQ = Annotated[
     str | None, Query(max_length=MAX_QUERY, description='Metadata filter as JSON, e.g. {"speaker": "Maya"}.')
@@ -125,16 +133,25 @@ def create_app(
     if keys is not None:
         keys.load()
 
+    closed = False
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        load = getattr(mem.embedder, "load", None)  # building the providers checks the configuration
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal closed
+        if closed:  # started again after a shutdown: a fresh memory on the same configuration
+            old: AsyncMemory = app.state.memory
+            app.state.memory = AsyncMemory(old.config, registry=old.registry)
+            closed = False
+        current: AsyncMemory = app.state.memory
+        load = getattr(current.embedder, "load", None)  # building the providers checks the configuration
         if callable(load):
             await load()  # the local model loads now, not on the first request
         try:
             yield
         finally:
             if own_memory:
-                await mem.aclose()
+                await current.aclose()
+                closed = True
 
     error_responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorBody, "description": ", ".join(c for c, s in CODES.items() if s == status)}
@@ -153,15 +170,19 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     app.add_middleware(Guard)  # type: ignore[arg-type]
     app.add_middleware(Telemetry)  # type: ignore[arg-type]
-    _routes(app, mem, caller_dependency(keys), auth=keys is not None)
+    _routes(app, caller_dependency(keys), auth=keys is not None)
     return app
 
 
-def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> None:
+def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
     CallerDep = Annotated[Caller, Depends(dependency)]
 
+    def mem() -> AsyncMemory:
+        memory: AsyncMemory = app.state.memory
+        return memory
+
     async def visible(caller: Caller, memory_id: str) -> dict[str, Any]:
-        found = await mem.get(memory_id)
+        found = await mem().get(memory_id)
         if found is None or not caller.sees(found):  # another scope's memory looks like none at all
             raise ApiError("not_found", f"no memory with id {memory_id!r}")
         return found
@@ -173,10 +194,16 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
     @app.post("/memories", **_doc(AddResponse, "memories", "Remember messages"))
     async def add_memories(body: AddRequest, caller: CallerDep) -> dict[str, Any]:
         scope = caller.resolve(body.user_id, body.agent_id, body.run_id)
+        if (
+            body.memory_type == "procedural" and mem().config.llm is None
+        ):  # the request's problem, not the server's
+            raise ApiError(
+                "invalid_input", "memory_type 'procedural' needs an LLM; this server has none configured"
+            )
         messages: Any = body.messages
         if not isinstance(messages, str):
             messages = [m.model_dump(exclude_none=True) for m in messages]
-        return await mem.add(
+        return await mem().add(
             messages, metadata=body.metadata, infer=body.infer, memory_type=body.memory_type, **_ids(scope)
         )
 
@@ -197,8 +224,8 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
         flt = _filters(filters)
         n = limit or top_k or 100
         if scope is not None:
-            return await mem.get_all(filters=flt, limit=n, include_archived=include_archived, **_ids(scope))
-        store = mem.vector_store  # admin without a scope: every scope, as mem0's admin listing
+            return await mem().get_all(filters=flt, limit=n, include_archived=include_archived, **_ids(scope))
+        store = mem().vector_store  # admin without a scope: every scope, as mem0's admin listing
         parsed = parse_filters(flt)
         items = await store.list(None, filters=parsed, limit=n)
         if include_archived and len(items) < n and "archive" in getattr(store, "capabilities", ()):
@@ -213,20 +240,20 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
     async def update_memory(memory_id: MemoryId, body: UpdateRequest, caller: CallerDep) -> dict[str, Any]:
         found = await visible(caller, memory_id)
         text = body.text if body.text is not None else found["memory"]
-        result = await mem.update(memory_id, text, metadata=body.metadata)
+        result = await mem().update(memory_id, text, metadata=body.metadata)
         return {**result, "message": "Memory updated successfully!"}
 
     @app.delete("/memories/{memory_id}", **_doc(DeleteResponse, "memories", "Delete a memory"))
     async def delete_memory(memory_id: MemoryId, caller: CallerDep) -> dict[str, Any]:
         await visible(caller, memory_id)
-        return await mem.delete(memory_id)
+        return await mem().delete(memory_id)
 
     @app.get(
         "/memories/{memory_id}/history",
         **_doc(list[HistoryEventOut], "memories", "Every change to a memory, oldest first"),
     )
     async def memory_history(memory_id: MemoryId, caller: CallerDep) -> list[dict[str, Any]]:
-        events = [e for e in await mem.history(memory_id) if caller.sees(e)]
+        events = [e for e in await mem().history(memory_id) if caller.sees(e)]
         if not events:
             raise ApiError("not_found", f"no history for memory id {memory_id!r}")
         return events
@@ -236,7 +263,7 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
         caller: CallerDep, user_id: UserQ = None, agent_id: AgentQ = None, run_id: RunQ = None
     ) -> dict[str, Any]:
         scope = caller.resolve(user_id, agent_id, run_id)
-        return await mem.delete_all(**_ids(scope))
+        return await mem().delete_all(**_ids(scope))
 
     @app.post("/search", **_doc(SearchResponse, "memories", "Recall the best memories"))
     async def search_memories(body: SearchRequest, caller: CallerDep) -> dict[str, Any]:
@@ -249,7 +276,7 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
                     raise ApiError("invalid_input", f"{f} given twice with different values")
                 ids[f] = value
         scope = caller.resolve(ids["user_id"], ids["agent_id"], ids["run_id"])
-        return await mem.search(
+        return await mem().search(
             body.query,
             filters=flt or None,
             limit=body.limit or body.top_k or 10,
@@ -269,7 +296,7 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
     ) -> dict[str, Any]:
         scope = caller.resolve(user_id, agent_id, run_id, required=False)
         parsed = parse_filters(_filters(filters))
-        store = mem.vector_store
+        store = mem().vector_store
         if "archive" not in getattr(store, "capabilities", ()):
             return {"results": []}  # this store keeps no archive
         items = await store.list(scope, filters=parsed, limit=limit, archived=True)
@@ -292,12 +319,12 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
         ] = None,
     ) -> dict[str, Any]:
         scope = caller.resolve(user_id, agent_id, run_id)
-        return await mem.get_graph(include_expired=include_expired, at=at, limit=limit, **_ids(scope))
+        return await mem().get_graph(include_expired=include_expired, at=at, limit=limit, **_ids(scope))
 
     @app.post("/reset", **_doc(MessageResponse, "server", "Delete everything (admin)"))
     async def reset(caller: CallerDep) -> dict[str, Any]:
         caller.require_admin("reset")
-        await mem.reset()
+        await mem().reset()
         return {"message": "All memories reset"}
 
     @app.post("/import", **_doc(ImportResponse, "import/export", "Import memories"))
@@ -312,13 +339,13 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
                     raise ApiError(
                         "forbidden", f"memory {it.id!r} belongs to a scope this API key cannot write"
                     )
-            existing = await mem.vector_store.get([it.id for it in items]) if items else []
+            existing = await mem().vector_store.get([it.id for it in items]) if items else []
             for old in existing:  # an id taken in another scope must not be overwritten
                 if not caller.sees(old.to_dict()):
                     raise ApiError(
                         "forbidden", f"memory id {old.id!r} is taken by a scope this API key cannot write"
                     )
-        result = await ingest(mem, parsed.records) if items else {"imported": 0, "scopes": []}
+        result = await ingest(mem(), parsed.records) if items else {"imported": 0, "scopes": []}
         return {"format": parsed.format, **result, "skipped": parsed.skipped, "warnings": parsed.warnings}
 
     @app.get(
@@ -338,7 +365,7 @@ def _routes(app: FastAPI, mem: AsyncMemory, dependency: Any, *, auth: bool) -> N
     ) -> Response:
         formats, _ = _cli_formats()
         scope = caller.resolve(user_id, agent_id, run_id, required=False)
-        items = await mem.export_items(scope)
+        items = await mem().export_items(scope)
         lines = "".join(json.dumps(formats.item_to_json(i), ensure_ascii=False) + "\n" for i in items)
         return Response(lines, media_type="application/x-ndjson")
 

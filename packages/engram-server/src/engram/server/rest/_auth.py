@@ -1,10 +1,10 @@
 """Who is calling, and which scopes that caller may touch."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must resolve the local security dependencies.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from engram.core import Scope
 from fastapi import Depends, Request
@@ -99,8 +99,8 @@ def caller_dependency(keys: KeyStore | None) -> Callable[..., Any]:
 
     async def keyed_caller(
         request: Request,
-        _b: Any = Depends(bearer),
-        _h: Any = Depends(header),  # noqa: B008 - FastAPI's idiom
+        _b: Annotated[Any, Depends(bearer)],  # declared for the OpenAPI document; read below
+        _h: Annotated[Any, Depends(header)],
     ) -> Caller:
         presented = _presented(request)
         challenge = {"WWW-Authenticate": "Bearer"}

@@ -141,8 +141,24 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response("invalid_input", f"{where}: {first['msg']}", details=details)
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+def _allowed(request: Request) -> str:
+    """Every method the path's routes take (Starlette's own 405 names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": ""})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        return error_response(
+            "method_not_allowed", "Method Not Allowed", headers={"Allow": _allowed(request)}
+        )
     code = {
         401: "unauthorized",
         403: "forbidden",

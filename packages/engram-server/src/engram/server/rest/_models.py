@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ID_PATTERN",
     "MAX_ID",
     "MAX_LIMIT",
     "MAX_MESSAGES",
@@ -37,10 +38,17 @@ MAX_TEXT = 100_000  # characters in one message or one memory's text
 MAX_QUERY = 10_000  # characters in a search query
 MAX_MESSAGES = 1_000  # messages in one add
 MAX_LIMIT = 10_000  # the engine's bound on limit / top_k
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # the engine's scope ids: no control characters
 
 ScopeId = Annotated[
     str | None,
-    Field(default=None, min_length=1, max_length=MAX_ID, description="A scope id (no control characters)."),
+    Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID,
+        pattern=ID_PATTERN,
+        description="A scope id (no control characters).",
+    ),
 ]
 Metadata = Annotated[
     dict[str, Any] | None,
@@ -49,7 +57,8 @@ Metadata = Annotated[
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: 0 is not false and "3" is not 3 in a JSON body.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Response(BaseModel):

@@ -236,6 +236,29 @@ def test_shutdown_flushes_once_and_is_final(receiver: OTLPReceiver) -> None:
     assert not any(s.name == "after-exit" for s in receiver.spans)
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_export_timeout_bounds_shutdown_when_the_collector_is_down(protocol: str) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    export = configure_otlp(dead, protocol=protocol, export_timeout=0.5, set_global=False)
+    _emit_without_flush(export)
+    started = time.monotonic()
+    export.shutdown()
+    # one span batch and one metric export, each given up after about 0.5 s (the SDK's default: 10 s)
+    assert time.monotonic() - started < 3
+
+
+def _emit_without_flush(export: OTLPExport) -> None:
+    assert export.tracer_provider is not None and export.meter_provider is not None
+    with export.tracer_provider.get_tracer("t").start_as_current_span("lost"):
+        pass
+    export.meter_provider.get_meter("m").create_counter("lost").add(1)
+
+
 def test_sdk_disabled_exports_nothing(
     receiver: OTLPReceiver, exports: list[OTLPExport], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +302,8 @@ def _globals() -> tuple[object, object]:
         ({"traces": False, "metrics": False}, "nothing to export"),
         ({"metric_export_interval": 0}, "positive number of seconds"),
         ({"metric_export_interval": float("nan")}, "positive number of seconds"),
+        ({"export_timeout": -1}, "export_timeout must be a positive number of seconds"),
+        ({"export_timeout": True}, "export_timeout must be a positive number of seconds"),
     ],
 )
 def test_bad_arguments_change_nothing(kwargs: dict[str, object], message: str) -> None:

@@ -103,18 +103,19 @@ class OTLPExport:
         return ok
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Flush, then shut the providers and exporters down; later spans and metrics are dropped.
+        """Export what is pending (finished spans, a last metric collection), then shut the providers
+        and exporters down; later spans and metrics are dropped.
 
         Safe to call more than once (it also runs at interpreter exit). The global providers, if
         these were made global, stay set: OpenTelemetry allows setting them once per process.
 
         Args:
-            timeout: seconds to wait for each provider's final export.
+            timeout: seconds to wait for each provider's final export (an export also stops at the
+                exporter's own timeout, ``export_timeout`` of :func:`configure_otlp`).
         """
         with self._lock:
             if self._shut:
                 return
-            self.force_flush(timeout)
             self._shut = True
         atexit.unregister(self.shutdown)
         if self.tracer_provider is not None:
@@ -138,6 +139,7 @@ def configure_otlp(
     traces: bool = True,
     metrics: bool = True,
     metric_export_interval: float | None = None,
+    export_timeout: float | None = None,
     set_global: bool = True,
 ) -> OTLPExport:
     """Export traces and metrics over OTLP with the OpenTelemetry SDK.
@@ -171,6 +173,9 @@ def configure_otlp(
         metric_export_interval: seconds between metric exports (default:
             ``OTEL_METRIC_EXPORT_INTERVAL`` in milliseconds, else 60 s). :meth:`OTLPExport.force_flush`
             exports at once.
+        export_timeout: seconds one export may take, the exporter's retries included (default:
+            ``OTEL_EXPORTER_OTLP_TIMEOUT``, else 10 s). It bounds how long flushing and shutting
+            down wait for a collector that is down.
         set_global: make the providers OpenTelemetry's global ones. That can happen once per
             process: a second ``configure_otlp(set_global=True)``, or one after the application set
             its own global providers, raises ``RuntimeError``. With ``False`` the providers are only
@@ -184,7 +189,7 @@ def configure_otlp(
     Raises:
         ValueError: a bad argument or variable (unknown protocol, an endpoint that is not an
             ``http(s)://host[:port]`` URL, a header that is not a valid name/value, a non-positive
-            interval, neither traces nor metrics); nothing is set up.
+            interval or timeout, neither traces nor metrics); nothing is set up.
         RuntimeError: ``set_global=True`` and global providers are already set; nothing is set up.
         ImportError: the SDK or the protocol's exporter is not installed; the message says
             ``pip install "engram[otlp]"``.
@@ -197,12 +202,14 @@ def configure_otlp(
         raise ValueError(f"service_name must be a non-empty string, got {service_name!r}")
     if not traces and not metrics:
         raise ValueError("traces and metrics are both off: there is nothing to export")
-    if metric_export_interval is not None and not (
-        isinstance(metric_export_interval, int | float) and 0 < metric_export_interval < math.inf
+    for name, seconds in (
+        ("metric_export_interval", metric_export_interval),
+        ("export_timeout", export_timeout),
     ):
-        raise ValueError(
-            f"metric_export_interval must be a positive number of seconds, got {metric_export_interval!r}"
-        )
+        if seconds is not None and not (
+            isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds < math.inf
+        ):
+            raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
     if base is None:
         env = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
         base = _endpoint(env, "OTEL_EXPORTER_OTLP_ENDPOINT", proto) if env else DEFAULT_ENDPOINTS[proto]
@@ -223,14 +230,18 @@ def configure_otlp(
             tracer_provider = sdk.TracerProvider(resource=resource, shutdown_on_exit=False)
             if not disabled:
                 exporter = sdk.SpanExporter(
-                    endpoint=signal_endpoints["traces"], headers=_merged(extra_headers, "TRACES", proto)
+                    endpoint=signal_endpoints["traces"],
+                    headers=_merged(extra_headers, "TRACES", proto),
+                    timeout=export_timeout,
                 )
                 tracer_provider.add_span_processor(sdk.BatchSpanProcessor(exporter))
         if metrics:
             readers = []
             if not disabled:
                 exporter = sdk.MetricExporter(
-                    endpoint=signal_endpoints["metrics"], headers=_merged(extra_headers, "METRICS", proto)
+                    endpoint=signal_endpoints["metrics"],
+                    headers=_merged(extra_headers, "METRICS", proto),
+                    timeout=export_timeout,
                 )
                 interval = None if metric_export_interval is None else metric_export_interval * 1000
                 readers.append(sdk.PeriodicExportingMetricReader(exporter, export_interval_millis=interval))

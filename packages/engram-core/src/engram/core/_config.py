@@ -138,6 +138,9 @@ class MemoryConfig(BaseModel):
         search: see :class:`SearchConfig`.
         infer: see :class:`InferConfig`.
         graph: see :class:`GraphConfig`.
+        telemetry: ``True`` (default): a span per operation and per provider call, and the
+            duration and token metrics, through the OpenTelemetry API (no-ops until an SDK is
+            configured; docs/telemetry.md). ``False``: no spans and no metrics from this memory.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -151,6 +154,7 @@ class MemoryConfig(BaseModel):
     search: SearchConfig = SearchConfig()
     infer: InferConfig = InferConfig()
     graph: GraphConfig = GraphConfig()
+    telemetry: bool = True
 
     @field_validator(*PROVIDER_FIELDS)
     @classmethod

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from engram.telemetry import llm_task
 
 from ._pipeline import conversation_text, parse_json_object
 from ._prompts import GRAPH_DECIDE_V1, GRAPH_EXTRACT_V1
@@ -343,8 +344,9 @@ class GraphPipeline:
         self.llm, self.store, self.embed, self.scope = llm, store, embed, scope
         self.now, self.timeout, self.config = now, timeout, config
 
-    async def _ask(self, system: str, user: str, tool: dict[str, Any]) -> LLMResponse:
-        with anyio.fail_after(self.timeout):
+    async def _ask(self, task: str, system: str, user: str, tool: dict[str, Any]) -> LLMResponse:
+        """One LLM call under the timeout; ``task`` names it in telemetry (``engram.llm.task``)."""
+        with anyio.fail_after(self.timeout), llm_task(task):
             return await self.llm.generate(
                 [{"role": "system", "content": system}, {"role": "user", "content": user}], tools=[tool]
             )
@@ -364,7 +366,7 @@ class GraphPipeline:
     async def _run(self, messages: Sequence[Message], speaker: str, out: GraphOutcome) -> None:
         try:
             reply = await self._ask(
-                GRAPH_EXTRACT_V1, conversation_text(messages, self.now, speaker), GRAPH_TOOL
+                "graph_extract", GRAPH_EXTRACT_V1, conversation_text(messages, self.now, speaker), GRAPH_TOOL
             )
         except (EngramError, TimeoutError) as exc:
             out.failed = f"graph extraction failed ({type(exc).__name__}: {exc}); the graph was not changed"
@@ -517,7 +519,7 @@ class GraphPipeline:
             ],
         }
         try:
-            reply = await self._ask(GRAPH_DECIDE_V1, json.dumps(payload, ensure_ascii=False), DECIDE_TOOL)
+            reply = await self._ask("graph_contradictions", GRAPH_DECIDE_V1, json.dumps(payload, ensure_ascii=False), DECIDE_TOOL)
             pairs = parse_contradictions(parse_json_object(reply), len(stored), len(fresh), out.problems)
             if pairs is None:
                 out.problems.append('graph decision reply was not {"contradicted": [...]}; decided by rule')

@@ -13,6 +13,24 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+from engram.telemetry import (
+    ENGRAM_ACTIONS_ADD,
+    ENGRAM_ACTIONS_DELETE,
+    ENGRAM_ACTIONS_NONE,
+    ENGRAM_ACTIONS_UPDATE,
+    ENGRAM_ADD_FACTS,
+    ENGRAM_ADD_INFER,
+    ENGRAM_ADD_MESSAGES,
+    ENGRAM_GRAPH_ENTITIES,
+    ENGRAM_GRAPH_RELATIONS,
+    ENGRAM_RESULTS_COUNT,
+    ENGRAM_SEARCH_LIMIT,
+    ENGRAM_SEARCH_MISSING,
+    ENGRAM_SEARCH_PATHS,
+    SpanScope,
+    Telemetry,
+    get_telemetry,
+)
 
 from ._config import MemoryConfig
 from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
@@ -21,6 +39,7 @@ from ._graph import GraphOutcome, GraphPipeline, apply_graph_boost, holds_at, qu
 from ._pipeline import InferOutcome, Pipeline
 from ._protocols import Embedder, GraphStore, HistoryStore, VectorStore
 from ._registry import Registry
+from ._tracing import NO_SPAN, NoSpan, traced, unwrap
 from ._types import (
     Entity,
     Event,
@@ -41,6 +60,7 @@ from .errors import ConfigurationError, EngramError, InvalidInputError, MemoryNo
 
 if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
     import numpy as np
+    from anyio.abc import TaskGroup
 
 __all__ = ["AsyncMemory", "index_text"]
 
@@ -114,14 +134,32 @@ class AsyncMemory:
     Args:
         config: a :class:`MemoryConfig`, a mapping of its fields, or ``None`` for the defaults.
         registry: where provider names are looked up (default: the installed entry points).
+        tracer_provider, meter_provider: OpenTelemetry providers for this memory's spans and
+            metrics; ``None`` (default) uses the API's global ones, which are no-ops until an SDK
+            is configured (``engram.telemetry.configure_otlp`` or the application's own setup).
+            ``config.telemetry=False`` turns both off. See docs/telemetry.md.
 
     Raises:
         ConfigurationError: the configuration is invalid.
     """
 
-    def __init__(self, config: MemoryConfig | Mapping[str, Any] | None = None, *, registry: Registry | None = None):
+    def __init__(
+        self,
+        config: MemoryConfig | Mapping[str, Any] | None = None,
+        *,
+        registry: Registry | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ):
         self.config = MemoryConfig.parse(config)
         self.registry = registry or Registry()
+        # Spans and metrics go to these OpenTelemetry providers, else to the API's global ones;
+        # config.telemetry=False turns both off (providers are then used unwrapped).
+        self._tel: Telemetry | None = (
+            get_telemetry(tracer_provider, meter_provider) if self.config.telemetry else None
+        )
+        # The providers as the engine calls them: wrapped in their tracing proxies when telemetry is
+        # on (see _tracing.py); `unwrap` gives the providers themselves.
         self._vector: VectorStore | None = None
         self._embedder: Embedder | None = None
         self._history: HistoryStore | None = None
@@ -148,15 +186,21 @@ class AsyncMemory:
         llm = self.registry.create("llm", c.llm) if c.llm is not None else None
         if c.history_store is not None:
             history = self.registry.create("history_store", c.history_store)
-            in_store = history is vector
+            in_store, history_spec = history is vector, c.history_store
         elif "history" in getattr(vector, "capabilities", ()) and isinstance(vector, HistoryStore):
-            history, in_store = vector, True
+            history, in_store, history_spec = vector, True, c.vector_store
         else:
-            history, in_store = self.registry.create("history_store", "sqlite:///:memory:"), False
+            history_spec = "sqlite:///:memory:"
+            history, in_store = self.registry.create("history_store", history_spec), False
         graph = self._make_graph(c.graph_store, vector) if c.graph_store is not None else None
-        self._embedder, self._llm, self._history, self._history_in_store = embedder, llm, history, in_store
-        self._graph = graph
-        self._vector = cast("VectorStore", vector)  # isinstance(vector, HistoryStore) narrowed it above
+        # Identity and type checks above run on the providers themselves; the engine calls the proxies.
+        tel = self._tel
+        self._embedder = traced("embedder", embedder, c.embedder, tel)
+        self._llm = traced("llm", llm, c.llm, tel)
+        self._history = traced("history_store", history, history_spec, tel)
+        self._history_in_store = in_store
+        self._graph = traced("graph_store", graph, c.graph_store, tel)
+        self._vector = cast("VectorStore", traced("vector_store", vector, c.vector_store, tel))
 
     def _make_graph(self, spec: Any, vector: Any) -> GraphStore:
         """The graph store; a bare ``"sqlite"`` shares the SQLite vector store's database file."""
@@ -164,37 +208,56 @@ class AsyncMemory:
             spec = {"provider": "sqlite", "config": {"path": vector.path}}
         return cast("GraphStore", self.registry.create("graph_store", spec))
 
+    def _operation(self, op: str) -> SpanScope | NoSpan:
+        """The span and duration metric of one public operation (a no-op with telemetry off)."""
+        return self._tel.operation(op) if self._tel is not None else NO_SPAN
+
+    # What the engine calls (tracing proxies when telemetry is on).
     @property
-    def vector_store(self) -> VectorStore:
+    def _store(self) -> VectorStore:
         self._ensure()
         assert self._vector is not None
         return self._vector
 
     @property
-    def embedder(self) -> Embedder:
+    def _emb(self) -> Embedder:
         self._ensure()
         assert self._embedder is not None
         return self._embedder
 
     @property
-    def graph_store(self) -> GraphStore | None:
-        """The graph store, or ``None`` when the configuration keeps no graph."""
-        self._ensure()
-        return self._graph
-
-    @property
-    def history_store(self) -> HistoryStore:
+    def _hist(self) -> HistoryStore:
         self._ensure()
         assert self._history is not None
         return self._history
 
+    @property
+    def vector_store(self) -> VectorStore:
+        """The vector store (the provider itself, not the engine's tracing proxy)."""
+        return cast("VectorStore", unwrap(self._store))
+
+    @property
+    def embedder(self) -> Embedder:
+        return cast("Embedder", unwrap(self._emb))
+
+    @property
+    def graph_store(self) -> GraphStore | None:
+        """The graph store, or ``None`` when the configuration keeps no graph."""
+        self._ensure()
+        return cast("GraphStore | None", unwrap(self._graph))
+
+    @property
+    def history_store(self) -> HistoryStore:
+        return cast("HistoryStore", unwrap(self._hist))
+
     async def aclose(self) -> None:
-        """Release every provider. Safe to call twice."""
+        """Release every provider (each once, also one serving as two kinds). Safe to call twice."""
         seen: set[int] = set()
         for p in (self._vector, self._history, self._graph, self._embedder, self._llm):
-            if p is not None and id(p) not in seen:
-                seen.add(id(p))
-                await p.aclose()
+            raw = unwrap(p)
+            if raw is not None and id(raw) not in seen:
+                seen.add(id(raw))
+                await raw.aclose()
         self._vector = self._embedder = self._history = self._graph = self._llm = None
         self._closed = True
 
@@ -207,19 +270,19 @@ class AsyncMemory:
     # -- helpers -------------------------------------------------------------------------------
 
     async def _embed(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
-        vectors = await self.embedder.embed(list(texts), kind=kind)  # type: ignore[arg-type]
-        if vectors.shape != (len(texts), self.embedder.dims):
+        vectors = await self._emb.embed(list(texts), kind=kind)  # type: ignore[arg-type]
+        if vectors.shape != (len(texts), self._emb.dims):
             raise ProviderError(
-                f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self.embedder.dims})"
+                f"embedder returned shape {vectors.shape}, expected ({len(texts)}, {self._emb.dims})"
             )
         return vectors
 
     async def _commit(self, batch: WriteBatch) -> None:
         if not (batch.upserts or batch.deletes or batch.archive or batch.events):
             return
-        await self.vector_store.write(batch)
+        await self._store.write(batch)
         if batch.events and not self._history_in_store:
-            await self.history_store.add_events(batch.events)
+            await self._hist.add_events(batch.events)
 
     # -- add -----------------------------------------------------------------------------------
 
@@ -264,40 +327,50 @@ class AsyncMemory:
             ProviderError: a provider failed; with the SQLite default nothing was stored. (A
                 failing LLM never raises here: the messages are stored verbatim instead.)
         """
-        scope = Scope(user_id, agent_id, run_id)
-        msgs = normalize_messages(messages)
-        base_meta = _check_metadata(metadata)
-        if memory_type not in (None, "procedural"):
-            raise InvalidInputError(f"memory_type must be None or 'procedural', got {memory_type!r}")
-        if memory_type == "procedural" and agent_id is None:
-            raise InvalidInputError("memory_type='procedural' summarises an agent's run: give an agent_id")
-        self._ensure()
-        if memory_type == "procedural" and self._llm is None:
-            raise ConfigurationError("memory_type='procedural' needs an LLM; configure one (MemoryConfig.llm)")
-        keep = [m for m in msgs if m.role != "system" and m.content.strip()]
-        metas = []
-        for m in keep:  # validate every message before anything is embedded or stored
-            meta = {**base_meta, **_check_metadata(m.metadata)} if m.metadata else dict(base_meta)
-            meta["role"] = m.role
-            if m.name is not None:
-                meta["speaker"] = m.name
-            if m.time is not None:
-                meta["message_time"] = m.time.isoformat()
-            metas.append(meta)
-        if not keep:
-            return {"results": []}
-        if (infer or memory_type) and self._llm is not None:
-            return await self._infer(scope, keep, metas, base_meta, memory_type)
-        batch = await self._verbatim(scope, keep, metas)
-        await self._commit(batch)
-        return {"results": [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]}
+        with self._operation("add") as span:
+            scope = Scope(user_id, agent_id, run_id)
+            span.set_scope(scope)
+            msgs = normalize_messages(messages)
+            if span.recording:
+                span.span.set_attributes({ENGRAM_ADD_INFER: bool(infer), ENGRAM_ADD_MESSAGES: len(msgs)})
+            base_meta = _check_metadata(metadata)
+            if memory_type not in (None, "procedural"):
+                raise InvalidInputError(f"memory_type must be None or 'procedural', got {memory_type!r}")
+            if memory_type == "procedural" and agent_id is None:
+                raise InvalidInputError("memory_type='procedural' summarises an agent's run: give an agent_id")
+            self._ensure()
+            if memory_type == "procedural" and self._llm is None:
+                raise ConfigurationError("memory_type='procedural' needs an LLM; configure one (MemoryConfig.llm)")
+            keep = [m for m in msgs if m.role != "system" and m.content.strip()]
+            metas = []
+            for m in keep:  # validate every message before anything is embedded or stored
+                meta = {**base_meta, **_check_metadata(m.metadata)} if m.metadata else dict(base_meta)
+                meta["role"] = m.role
+                if m.name is not None:
+                    meta["speaker"] = m.name
+                if m.time is not None:
+                    meta["message_time"] = m.time.isoformat()
+                metas.append(meta)
+            unchanged = 0
+            if not keep:
+                result: dict[str, Any] = {"results": []}
+            elif (infer or memory_type) and self._llm is not None:
+                result, unchanged = await self._infer(scope, keep, metas, base_meta, memory_type)
+            else:
+                batch = await self._verbatim(scope, keep, metas)
+                await self._commit(batch)
+                result = {"results": [{"id": it.id, "memory": it.memory, "event": "ADD"} for it in batch.upserts]}
+            if span.recording:
+                span.span.set_attributes(_add_attributes(result, unchanged))
+            return result
 
     async def _infer(
         self, scope: Scope, keep: list[Message], metas: list[dict[str, Any]], base_meta: dict[str, Any],
         memory_type: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], int]:
+        """The LLM pipeline's add: the result and how many facts changed nothing (NONE)."""
         now = utcnow()
-        pipe = Pipeline(self._llm, self.vector_store, self._embed, scope, base_meta, now, self.config.infer.timeout)
+        pipe = Pipeline(self._llm, self._store, self._embed, scope, base_meta, now, self.config.infer.timeout)
         agent = scope.agent_id is not None and scope.user_id is None
         role = "assistant" if agent or memory_type else "user"
         actor = next((m.name for m in keep if m.role == role and m.name), None)
@@ -314,7 +387,7 @@ class AsyncMemory:
                 )
                 out.results.append({"id": item.id, "memory": summary, "event": "ADD"})
             await self._finish(scope, keep, metas, out)
-            return {"results": out.results, "infer": out.report()}
+            return {"results": out.results, "infer": out.report()}, 0
         # Facts and graph side by side (DESIGN §3, step 5); neither writes until both are done.
         graph_out: GraphOutcome | None = None
 
@@ -336,7 +409,7 @@ class AsyncMemory:
                     out = await pipe.run(keep, actor, role)
         if graph_out is None:
             await self._finish(scope, keep, metas, out)
-            return {"results": out.results, "infer": out.report()}
+            return {"results": out.results, "infer": out.report()}, out.unchanged
         await self._finish(scope, keep, metas, out, commit=False)
         result: dict[str, Any] = {"results": out.results, "infer": out.report()}
         g = graph_out
@@ -362,7 +435,7 @@ class AsyncMemory:
         rep_ = g.report()
         result["relations"] = {"added": rep_.pop("added"), "closed": rep_.pop("closed")}
         result["infer"]["graph"] = rep_
-        return result
+        return result, out.unchanged
 
     async def _finish(
         self, scope: Scope, keep: list[Message], metas: list[dict[str, Any]], out: InferOutcome, commit: bool = True
@@ -447,28 +520,35 @@ class AsyncMemory:
             InvalidScopeError, InvalidFilterError, InvalidInputError: bad arguments.
             ProviderError: every path failed (the first failure is raised).
         """
-        scope = Scope(user_id, agent_id, run_id)
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
-        limit = _check_limit(limit)
-        parsed = parse_filters(filters)
-        if threshold is None:
-            threshold = self.config.search.threshold
-        if threshold is not None and (
-            isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold)
-        ):
-            raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
-        recall = await self._recall(query, scope, parsed, limit, include_archived)
-        hits = recall.hits
-        if threshold is not None:
-            hits = [h for h in hits if h.score >= threshold]
-        out: dict[str, Any] = {
-            "results": [_hit_dict(h) for h in hits[:limit]],
-            "relations": [r.to_dict(hops) for r, hops in recall.relations[: self.config.graph.relations]],
-        }
-        if recall.missing:
-            out["missing"] = recall.missing
-        return out
+        with self._operation("search") as span:
+            scope = Scope(user_id, agent_id, run_id)
+            span.set_scope(scope)
+            if not isinstance(query, str):
+                raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
+            limit = _check_limit(limit)
+            span.set(ENGRAM_SEARCH_LIMIT, limit)
+            parsed = parse_filters(filters)
+            if threshold is None:
+                threshold = self.config.search.threshold
+            if threshold is not None and (
+                isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold)
+            ):
+                raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
+            recall = await self._recall(query, scope, parsed, limit, include_archived)
+            hits = recall.hits
+            if threshold is not None:
+                hits = [h for h in hits if h.score >= threshold]
+            out: dict[str, Any] = {
+                "results": [_hit_dict(h) for h in hits[:limit]],
+                "relations": [r.to_dict(hops) for r, hops in recall.relations[: self.config.graph.relations]],
+            }
+            if recall.missing:
+                out["missing"] = recall.missing
+            if span.recording:
+                span.span.set_attributes({ENGRAM_SEARCH_PATHS: recall.ran, ENGRAM_RESULTS_COUNT: len(out["results"])})
+                if recall.missing:
+                    span.set(ENGRAM_SEARCH_MISSING, sorted(recall.missing))
+            return out
 
     async def _recall(
         self, query: str, scope: Scope, filters: Filter | None, limit: int, include_archived: bool = False
@@ -478,7 +558,7 @@ class AsyncMemory:
         failure only when no path answered."""
         sc, gc = self.config.search, self.config.graph
         k = max(limit, sc.candidates)
-        store, graph = self.vector_store, self._graph
+        store, graph = self._store, self._graph
         caps = getattr(store, "capabilities", ())
         lexical = "lexical" in caps and bool(query.strip())
         rec = _Recall()
@@ -532,24 +612,28 @@ class AsyncMemory:
                 assert graph is not None
                 rec.relations = await graph.neighbors(scope, keys=keys, depth=gc.depth, limit=max(gc.relations, k))
 
+            def start(tg: TaskGroup, path: str, fn: Callable[[], Awaitable[None]]) -> None:
+                if path not in rec.ran:
+                    rec.ran.append(path)
+                tg.start_soon(guarded, path, fn)
+
             with _unwrap_single():
                 async with anyio.create_task_group() as tg:
                     if vector is not None:
-                        q = VectorQuery(scope, vector, query, filters, k, "dense", archived)
-                        tg.start_soon(guarded, "dense", memory_path("dense", q))
+                        start(tg, "dense", memory_path("dense", VectorQuery(scope, vector, query, filters, k, "dense", archived)))
                     if lexical:
-                        q = VectorQuery(scope, None, query, filters, k, "lexical", archived)
-                        tg.start_soon(guarded, "lexical", memory_path("lexical", q))
+                        start(tg, "lexical", memory_path("lexical", VectorQuery(scope, None, query, filters, k, "lexical", archived)))
                     if graph is not None and not archived:
-                        tg.start_soon(guarded, "entity", entity_path)
+                        start(tg, "entity", entity_path)
                         if keys:
-                            tg.start_soon(guarded, "graph", graph_path)
+                            start(tg, "graph", graph_path)
             return found
 
         found = await paths(False)
         if "archive" in caps and "dense" not in errors:
             best = max((h.score for h in found.get("dense", ())), default=-math.inf)
             if include_archived or (sc.archive_floor is not None and best < sc.archive_floor):
+                rec.ran.append("archive")
                 old = await paths(True)
                 for path, hits in old.items():  # one ranking per path, active and archived together
                     merged = sorted([*found.get(path, ()), *hits], key=lambda h: -h.score)
@@ -570,8 +654,10 @@ class AsyncMemory:
 
     async def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory as a dict, or ``None`` when no memory has that id."""
-        items = await self.vector_store.get([_check_id(memory_id)])
-        return items[0].to_dict() if items else None
+        with self._operation("get") as span:
+            items = await self._store.get([_check_id(memory_id)])
+            span.set(ENGRAM_RESULTS_COUNT, len(items))
+            return items[0].to_dict() if items else None
 
     async def get_all(
         self,
@@ -587,15 +673,18 @@ class AsyncMemory:
 
         With ``include_archived``, the archived versions follow (newest archived first, marked
         ``"archived": true``), up to ``limit`` in all."""
-        scope = Scope(user_id, agent_id, run_id)
-        parsed, limit = parse_filters(filters), _check_limit(limit)
-        items = await self.vector_store.list(scope, filters=parsed, limit=limit)
-        if include_archived and len(items) < limit and "archive" in getattr(self.vector_store, "capabilities", ()):
-            items += await self.vector_store.list(scope, filters=parsed, limit=limit - len(items), archived=True)
-        out: dict[str, Any] = {"results": [i.to_dict() for i in items]}
-        if self._graph is not None:  # as mem0 does when a graph is configured
-            out["relations"] = [r.to_dict() for r in await self._graph.relations(scope, limit=limit)]
-        return out
+        with self._operation("get_all") as span:
+            scope = Scope(user_id, agent_id, run_id)
+            span.set_scope(scope)
+            parsed, limit = parse_filters(filters), _check_limit(limit)
+            items = await self._store.list(scope, filters=parsed, limit=limit)
+            if include_archived and len(items) < limit and "archive" in getattr(self._store, "capabilities", ()):
+                items += await self._store.list(scope, filters=parsed, limit=limit - len(items), archived=True)
+            out: dict[str, Any] = {"results": [i.to_dict() for i in items]}
+            if self._graph is not None:  # as mem0 does when a graph is configured
+                out["relations"] = [r.to_dict() for r in await self._graph.relations(scope, limit=limit)]
+            span.set(ENGRAM_RESULTS_COUNT, len(items))
+            return out
 
     async def get_graph(
         self,
@@ -624,36 +713,46 @@ class AsyncMemory:
         Raises:
             InvalidInputError: ``at`` is not a time, or a bad limit.
         """
-        scope = Scope(user_id, agent_id, run_id)
-        if limit is not None:
-            limit = _check_limit(limit)
-        when = None
-        if at is not None:
-            try:
-                when = parse_time(at)
-            except ValueError as exc:
-                raise InvalidInputError(f"at: {exc}") from None
-        graph = self.graph_store
-        if graph is None:
-            return {"entities": [], "relations": []}
-        ents, rels = await graph.entities(scope), await graph.relations(
-            scope, include_expired=include_expired or when is not None, limit=None if when else limit
-        )
-        if when is not None:
-            rels = holds_at(rels, when)[:limit]
-        return {"entities": [e.to_dict() for e in ents], "relations": [r.to_dict() for r in rels]}
+        with self._operation("get_graph") as span:
+            scope = Scope(user_id, agent_id, run_id)
+            span.set_scope(scope)
+            if limit is not None:
+                limit = _check_limit(limit)
+            when = None
+            if at is not None:
+                try:
+                    when = parse_time(at)
+                except ValueError as exc:
+                    raise InvalidInputError(f"at: {exc}") from None
+            self._ensure()
+            graph = self._graph
+            if graph is None:
+                return {"entities": [], "relations": []}
+            ents, rels = await graph.entities(scope), await graph.relations(
+                scope, include_expired=include_expired or when is not None, limit=None if when else limit
+            )
+            if when is not None:
+                rels = holds_at(rels, when)[:limit]
+            if span.recording:
+                span.span.set_attributes({ENGRAM_GRAPH_ENTITIES: len(ents), ENGRAM_GRAPH_RELATIONS: len(rels)})
+            return {"entities": [e.to_dict() for e in ents], "relations": [r.to_dict() for r in rels]}
 
     async def count(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
     ) -> int:
         """How many memories the scope holds; every memory when no id is given."""
-        given = (user_id, agent_id, run_id)
-        scope = Scope(user_id, agent_id, run_id) if any(v is not None for v in given) else None
-        return await self.vector_store.count(scope)
+        with self._operation("count") as span:
+            given = (user_id, agent_id, run_id)
+            scope = Scope(user_id, agent_id, run_id) if any(v is not None for v in given) else None
+            span.set_scope(scope)
+            return await self._store.count(scope)
 
     async def history(self, memory_id: str) -> list[dict[str, Any]]:
         """Every change to one memory, oldest first (kept after the memory is deleted)."""
-        return [e.to_dict() for e in await self.history_store.history(_check_id(memory_id))]
+        with self._operation("history") as span:
+            events = await self._hist.history(_check_id(memory_id))
+            span.set(ENGRAM_RESULTS_COUNT, len(events))
+            return [e.to_dict() for e in events]
 
     # -- change --------------------------------------------------------------------------------
 
@@ -667,28 +766,29 @@ class AsyncMemory:
         Raises:
             MemoryNotFoundError: no memory has that id. InvalidInputError: empty or non-string data.
         """
-        _check_id(memory_id)
-        if not isinstance(data, str) or not data.strip():
-            raise InvalidInputError("data must be a non-empty string")
-        extra = _check_metadata(metadata)
-        items = await self.vector_store.get([memory_id])
-        if not items:
-            raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
-        old = items[0]
-        vector = (await self._embed([index_text(data, {**old.metadata, **extra})]))[0]
-        now = utcnow()
-        new = MemoryItem(
-            id=old.id, memory=data, hash=content_hash(data), user_id=old.user_id, agent_id=old.agent_id,
-            run_id=old.run_id, metadata={**old.metadata, **extra}, created_at=old.created_at,
-            updated_at=now, embedding=vector,
-        )
-        event = HistoryEvent(
-            id=str(uuid.uuid4()), memory_id=old.id, event=Event.UPDATE, old_memory=old.memory, new_memory=data,
-            user_id=old.user_id, agent_id=old.agent_id, run_id=old.run_id, created_at=now,
-        )
-        archive = [(old.id, "superseded")] if "archive" in getattr(self.vector_store, "capabilities", ()) else []
-        await self._commit(WriteBatch(upserts=[new], events=[event], archive=archive))
-        return {"id": old.id, "memory": data, "event": "UPDATE", "previous_memory": old.memory}
+        with self._operation("update"):
+            _check_id(memory_id)
+            if not isinstance(data, str) or not data.strip():
+                raise InvalidInputError("data must be a non-empty string")
+            extra = _check_metadata(metadata)
+            items = await self._store.get([memory_id])
+            if not items:
+                raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+            old = items[0]
+            vector = (await self._embed([index_text(data, {**old.metadata, **extra})]))[0]
+            now = utcnow()
+            new = MemoryItem(
+                id=old.id, memory=data, hash=content_hash(data), user_id=old.user_id, agent_id=old.agent_id,
+                run_id=old.run_id, metadata={**old.metadata, **extra}, created_at=old.created_at,
+                updated_at=now, embedding=vector,
+            )
+            event = HistoryEvent(
+                id=str(uuid.uuid4()), memory_id=old.id, event=Event.UPDATE, old_memory=old.memory, new_memory=data,
+                user_id=old.user_id, agent_id=old.agent_id, run_id=old.run_id, created_at=now,
+            )
+            archive = [(old.id, "superseded")] if "archive" in getattr(self._store, "capabilities", ()) else []
+            await self._commit(WriteBatch(upserts=[new], events=[event], archive=archive))
+            return {"id": old.id, "memory": data, "event": "UPDATE", "previous_memory": old.memory}
 
     async def delete(self, memory_id: str) -> dict[str, Any]:
         """Delete one memory and its archived versions, as a user asking to forget expects; its
@@ -698,13 +798,14 @@ class AsyncMemory:
         Raises:
             MemoryNotFoundError: no memory has that id.
         """
-        items = await self.vector_store.get([_check_id(memory_id)])
-        if not items:
-            raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
-        if self._graph is not None:  # first, so a failure leaves the memory to delete again
-            await self._graph.delete_memories([memory_id])
-        await self._commit(WriteBatch(deletes=[memory_id], events=[_delete_event(items[0])]))
-        return {"id": memory_id, "event": "DELETE", "message": "Memory deleted successfully!"}
+        with self._operation("delete"):
+            items = await self._store.get([_check_id(memory_id)])
+            if not items:
+                raise MemoryNotFoundError(f"no memory with id {memory_id!r}")
+            if self._graph is not None:  # first, so a failure leaves the memory to delete again
+                await self._graph.delete_memories([memory_id])
+            await self._commit(WriteBatch(deletes=[memory_id], events=[_delete_event(items[0])]))
+            return {"id": memory_id, "event": "DELETE", "message": "Memory deleted successfully!"}
 
     async def delete_all(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
@@ -715,25 +816,30 @@ class AsyncMemory:
         Returns:
             ``{"deleted": n, "message": ...}``.
         """
-        scope = Scope(user_id, agent_id, run_id)
-        store = self.vector_store
-        items = await store.list(scope, limit=None)
-        ids = [i.id for i in items]
-        if "archive" in getattr(store, "capabilities", ()):  # archived versions go too
-            ids += sorted({i.id for i in await store.list(scope, limit=None, archived=True)} - set(ids))
-        if self._graph is not None:  # every entity and relation of the scope, stated by a memory or not
-            await self._graph.delete_scope(scope)
-        if ids:
-            await self._commit(WriteBatch(deletes=ids, events=[_delete_event(i) for i in items]))
-        return {"deleted": len(items), "message": f"Deleted {len(items)} memories"}
+        with self._operation("delete_all") as span:
+            scope = Scope(user_id, agent_id, run_id)
+            span.set_scope(scope)
+            store = self._store
+            items = await store.list(scope, limit=None)
+            ids = [i.id for i in items]
+            if "archive" in getattr(store, "capabilities", ()):  # archived versions go too
+                ids += sorted({i.id for i in await store.list(scope, limit=None, archived=True)} - set(ids))
+            if self._graph is not None:  # every entity and relation of the scope, stated by a memory or not
+                await self._graph.delete_scope(scope)
+            if ids:
+                await self._commit(WriteBatch(deletes=ids, events=[_delete_event(i) for i in items]))
+            span.set(ENGRAM_RESULTS_COUNT, len(items))
+            return {"deleted": len(items), "message": f"Deleted {len(items)} memories"}
 
     async def reset(self) -> None:
         """Delete every memory, all history and the whole graph, in every scope."""
-        if self.graph_store is not None:
-            await self.graph_store.reset()
-        await self.vector_store.reset()
-        if not self._history_in_store:
-            await self.history_store.reset()
+        with self._operation("reset"):
+            self._ensure()
+            if self._graph is not None:
+                await self._graph.reset()
+            await self._store.reset()
+            if not self._history_in_store:
+                await self._hist.reset()
 
     async def import_items(self, items: Sequence[MemoryItem]) -> int:
         """Store memories as given (ids, times, metadata kept; embeddings computed when missing).
@@ -744,28 +850,34 @@ class AsyncMemory:
         Returns:
             how many were written.
         """
-        todo = [i for i in items if i.embedding is None]
-        if todo:
-            vectors = await self._embed([index_text(i.memory, i.metadata) for i in todo])
-            for it, vec in zip(todo, vectors, strict=True):
-                it.embedding = vec
-        now = utcnow()
-        batch = WriteBatch(upserts=list(items))
-        for it in items:
-            batch.events.append(
-                HistoryEvent(
-                    id=str(uuid.uuid4()), memory_id=it.id, event=Event.ADD, old_memory=None, new_memory=it.memory,
-                    user_id=it.user_id, agent_id=it.agent_id, run_id=it.run_id,
-                    actor_id=it.metadata.get("speaker"), role=it.metadata.get("role"), created_at=now,
-                    metadata={"source": "import"},
+        with self._operation("import") as span:
+            todo = [i for i in items if i.embedding is None]
+            if todo:
+                vectors = await self._embed([index_text(i.memory, i.metadata) for i in todo])
+                for it, vec in zip(todo, vectors, strict=True):
+                    it.embedding = vec
+            now = utcnow()
+            batch = WriteBatch(upserts=list(items))
+            for it in items:
+                batch.events.append(
+                    HistoryEvent(
+                        id=str(uuid.uuid4()), memory_id=it.id, event=Event.ADD, old_memory=None, new_memory=it.memory,
+                        user_id=it.user_id, agent_id=it.agent_id, run_id=it.run_id,
+                        actor_id=it.metadata.get("speaker"), role=it.metadata.get("role"), created_at=now,
+                        metadata={"source": "import"},
+                    )
                 )
-            )
-        await self._commit(batch)
-        return len(items)
+            await self._commit(batch)
+            span.set(ENGRAM_RESULTS_COUNT, len(items))
+            return len(items)
 
     async def export_items(self, scope: Scope | None = None) -> list[MemoryItem]:
         """Every memory in the scope (all scopes when ``None``), oldest first."""
-        return list(reversed(await self.vector_store.list(scope, limit=None)))
+        with self._operation("export") as span:
+            span.set_scope(scope)
+            items = await self._store.list(scope, limit=None)
+            span.set(ENGRAM_RESULTS_COUNT, len(items))
+            return list(reversed(items))
 
 
 @contextmanager
@@ -785,6 +897,21 @@ class _Recall:
     hits: list[ScoredMemory] = field(default_factory=list)
     relations: list[tuple[Relation, int]] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)  # the recall paths that ran, for telemetry
+
+
+def _add_attributes(result: Mapping[str, Any], unchanged: int) -> dict[str, Any]:
+    """The add span's outcome attributes: what was done, per event, and how many results."""
+    events = [r.get("event") for r in result["results"]]
+    attrs: dict[str, Any] = {
+        ENGRAM_ACTIONS_ADD: events.count("ADD"), ENGRAM_ACTIONS_UPDATE: events.count("UPDATE"),
+        ENGRAM_ACTIONS_DELETE: events.count("DELETE"), ENGRAM_ACTIONS_NONE: unchanged,
+        ENGRAM_RESULTS_COUNT: len(events),
+    }
+    infer = result.get("infer")
+    if isinstance(infer, Mapping) and isinstance(infer.get("facts"), int):
+        attrs[ENGRAM_ADD_FACTS] = infer["facts"]
+    return attrs
 
 
 def _delete_event(item: MemoryItem) -> HistoryEvent:

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from engram.telemetry import llm_task
 
 from ._prompts import (
     DECIDE_V1,
@@ -115,6 +116,7 @@ class InferOutcome:
     facts: int = 0
     fallback: str | None = None
     problems: list[str] = field(default_factory=list)
+    unchanged: int = 0  # facts that changed nothing: a NONE decision or an exact duplicate (telemetry)
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"facts": self.facts}
@@ -233,8 +235,9 @@ class Pipeline:
         self.scope, self.metadata, self.now, self.timeout = scope, metadata, now, timeout
         self.archive = "archive" in getattr(store, "capabilities", ())
 
-    async def _ask(self, system: str, user: str, **options: Any) -> LLMResponse:
-        with anyio.fail_after(self.timeout):
+    async def _ask(self, task: str, system: str, user: str, **options: Any) -> LLMResponse:
+        """One LLM call under the pipeline's timeout; ``task`` names it in telemetry (``engram.llm.task``)."""
+        with anyio.fail_after(self.timeout), llm_task(task):
             return await self.llm.generate(
                 [{"role": "system", "content": system}, {"role": "user", "content": user}], **options
             )
@@ -260,7 +263,9 @@ class Pipeline:
         agent = self.scope.agent_id is not None and self.scope.user_id is None
         prompt = EXTRACT_AGENT_V1 if agent else EXTRACT_USER_V1
         try:
-            reply = await self._ask(prompt, conversation_text(messages, self.now), response_format=JSON_OBJECT)
+            reply = await self._ask(
+                "extract_facts", prompt, conversation_text(messages, self.now), response_format=JSON_OBJECT
+            )
         except (EngramError, TimeoutError) as exc:
             out.fallback = f"fact extraction failed ({type(exc).__name__}: {exc}); messages stored verbatim"
             return None
@@ -296,7 +301,9 @@ class Pipeline:
             "new_facts": [{"fact": i, "text": f.text} for i, f in enumerate(facts)],
         }
         try:
-            reply = await self._ask(DECIDE_V1, json.dumps(payload, ensure_ascii=False), response_format=JSON_OBJECT)
+            reply = await self._ask(
+                "decide", DECIDE_V1, json.dumps(payload, ensure_ascii=False), response_format=JSON_OBJECT
+            )
         except (EngramError, TimeoutError) as exc:
             out.problems.append(f"decision failed ({type(exc).__name__}: {exc}); every fact added")
             return add_all
@@ -373,6 +380,7 @@ class Pipeline:
             fact = facts[a.fact]
             extra = {"memory_type": fact.type, "category": fact.category}
             if a.event == Event.NONE:
+                out.unchanged += 1
                 continue
             if a.event == Event.DELETE:
                 assert a.id is not None
@@ -389,6 +397,7 @@ class Pipeline:
             text = a.text or fact.text
             h = content_hash(text)
             if h in existing:
+                out.unchanged += 1
                 continue  # already stored word for word: NONE
             existing.add(h)
             if a.event == Event.UPDATE:
@@ -425,7 +434,7 @@ class Pipeline:
     async def procedural(self, messages: Sequence[Message], out: InferOutcome) -> str | None:
         """One procedural summary of an agent's run, or ``None`` when the LLM failed."""
         try:
-            reply = await self._ask(PROCEDURAL_V1, conversation_text(messages, self.now))
+            reply = await self._ask("procedural", PROCEDURAL_V1, conversation_text(messages, self.now))
         except (EngramError, TimeoutError) as exc:
             out.fallback = f"procedural summary failed ({type(exc).__name__}: {exc}); messages stored verbatim"
             return None

@@ -29,6 +29,10 @@ class _LoopThread:
         self.loop.run_forever()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop thread and wait for it. The call runs in a copy of the caller's
+        context (``call_soon_threadsafe`` copies it and the task copies that), so a span the caller
+        opened, or any other context variable, is seen by the call: ``engram.add`` is a child of the
+        application's span around ``memory.add(...)``."""
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a sync Memory method was called from its own event loop; use AsyncMemory there")
@@ -51,8 +55,17 @@ class Memory:
     ``close()`` or a ``with`` block.
     """
 
-    def __init__(self, config: MemoryConfig | Mapping[str, Any] | None = None, *, registry: Registry | None = None):
-        self._async = AsyncMemory(config, registry=registry)
+    def __init__(
+        self,
+        config: MemoryConfig | Mapping[str, Any] | None = None,
+        *,
+        registry: Registry | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ):
+        self._async = AsyncMemory(
+            config, registry=registry, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
         self._loop = _LoopThread()
 
     @classmethod

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI must see the local CallerDep alias in the routes.
 
+import inspect
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -76,6 +77,12 @@ FiltersQ = Annotated[
 ArchivedQ = Annotated[
     bool, Query(description="Also return archived versions (after the active ones), marked.")
 ]
+
+
+def _native_telemetry() -> bool:
+    """Whether this FastAPI makes an OpenTelemetry SERVER span per request itself (its
+    ``telemetry=`` option): then it, not :class:`Telemetry`, traces requests."""
+    return "telemetry" in inspect.signature(FastAPI.__init__).parameters
 
 
 def _doc(model: Any, tag: str, summary: str) -> dict[str, Any]:
@@ -169,7 +176,8 @@ def create_app(
     install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     app.add_middleware(Guard)  # type: ignore[arg-type]
-    app.add_middleware(Telemetry)  # type: ignore[arg-type]
+    if not _native_telemetry():  # else FastAPI makes the SERVER span itself: one per request
+        app.add_middleware(Telemetry)  # type: ignore[arg-type]
     _routes(app, caller_dependency(keys), auth=keys is not None)
     return app
 

@@ -114,3 +114,28 @@ def test_the_variables_alone_with_the_global_providers(receiver: OTLPReceiver) -
     )
     span = receiver.wait_for_spans(1, name="from-env", timeout=5)[0]
     assert (span.transport, span.resource["service.name"]) == ("grpc", "env-svc")
+
+
+def test_engram_picks_up_global_providers_set_after_it_started(receiver: OTLPReceiver) -> None:
+    """An AsyncMemory made before configure_otlp still exports: engram asks the API's globals lazily."""
+    _python(
+        """
+        import asyncio, os
+        from engram.core import AsyncMemory
+        from engram.telemetry import configure_otlp
+
+        async def main():
+            mem = AsyncMemory({"vector_store": "sqlite:///:memory:", "embedder": "hash"})
+            await mem.add("I drink tea", user_id="u1", infer=False)  # before: not exported
+            configure_otlp(os.environ["ENDPOINT"], service_name="late")
+            await mem.add("I drink coffee too", user_id="u1", infer=False)
+            await mem.aclose()
+
+        asyncio.run(main())
+        """,
+        ENDPOINT=receiver.http_endpoint,
+    )
+    [add] = receiver.wait_for_spans(1, name="engram.add", timeout=5)
+    assert add.resource["service.name"] == "late" and add.attributes["engram.add.messages"] == 1
+    assert {s.trace_id for s in receiver.spans} == {add.trace_id}
+    assert "embeddings" in {s.name for s in receiver.children(add)}

@@ -141,10 +141,7 @@ def serve(
     if otlp_endpoint is not None or otlp_protocol is not None:
         from ._otlp import start_export
 
-        try:
-            start_export(otlp_endpoint, otlp_protocol)
-        except NotImplementedError as exc:
-            raise fail(f"--otlp-endpoint: {exc}") from None
+        start_export(otlp_endpoint, otlp_protocol)  # bad input: a ConfigurationError, one red line
     application = rest.create_app(memory, api_keys=keys, max_body_bytes=max_body_bytes)
 
     where = f"[{host}]" if ":" in host else host
@@ -153,16 +150,22 @@ def serve(
     if keys is not None:
         err_console.print(f"  auth: API keys from {escape(str(keys.path))} ({n_keys} keys)")
         if n_keys == 0:
-            err_console.print("[yellow]  the keys file has no keys: every request but /health will be refused[/]")
+            err_console.print(
+                "[yellow]  the keys file has no keys: every request but /health will be refused[/]"
+            )
     else:
-        err_console.print("  auth: [yellow]off[/] (no --api-keys): every caller may read and write every memory")
+        err_console.print(
+            "  auth: [yellow]off[/] (no --api-keys): every caller may read and write every memory"
+        )
         if not _loopback(host):
             err_console.print(
                 f"[bold red]WARNING: binding {escape(host)} without API keys: anyone who can reach this port can "
                 "read, change and delete every memory. Use --api-keys (engram serve key add) or --host 127.0.0.1.[/]"
             )
     server = uvicorn.Server(
-        uvicorn.Config(application, host=host, port=port, log_level=log_level, lifespan="on", server_header=False)
+        uvicorn.Config(
+            application, host=host, port=port, log_level=log_level, lifespan="on", server_header=False
+        )
     )
     server.run()
     if not server.started:
@@ -201,7 +204,11 @@ def key_add(
     if as_json:
         print_json({"key": key, **{k: v for k, v in record.to_json().items() if k != "hash"}})
         return
-    who = scope_label({"user_id": user_id, "agent_id": agent_id, "run_id": run_id}) if scope else "admin (every scope)"
+    who = (
+        scope_label({"user_id": user_id, "agent_id": agent_id, "run_id": run_id})
+        if scope
+        else "admin (every scope)"
+    )
     err_console.print(f"[green]Created API key {record.id}[/] for {escape(who)} in {escape(str(keys_file))}")
     err_console.print("[yellow]It is shown only now; the file keeps only its hash.[/]")
     console.print(key, soft_wrap=True)
@@ -215,9 +222,7 @@ def key_list(keys_file: KeysFileOpt, as_json: JsonOpt = False) -> None:
     Example: [bold]engram serve key list --keys keys.json[/]
     """
     rest = _rest()
-    records = [
-        {k: v for k, v in r.to_json().items() if k != "hash"} for r in rest.KeyStore(keys_file).load()
-    ]
+    records = [{k: v for k, v in r.to_json().items() if k != "hash"} for r in rest.KeyStore(keys_file).load()]
     if as_json:
         print_json(records)
         return
@@ -230,7 +235,10 @@ def key_list(keys_file: KeysFileOpt, as_json: JsonOpt = False) -> None:
     for r in records:
         scoped = any(r[k] for k in ("user_id", "agent_id", "run_id"))
         table.add_row(
-            r["id"], escape(scope_label(r) if scoped else "admin"), escape(r["label"] or ""), r["created_at"] or ""
+            r["id"],
+            escape(scope_label(r) if scoped else "admin"),
+            escape(r["label"] or ""),
+            r["created_at"] or "",
         )
     console.print(table)
 

@@ -13,7 +13,7 @@ running the tool by hand.
     uv run nox -s typecheck                pyright on packages/*/src (not run by CI)
     uv run nox -s plugins                  every plugin's unit and conformance tests
     uv run nox -s integration              start Qdrant and Chroma on 127.0.0.1, run the tests marked ``integration``
-    uv run nox -s bench -- --quick         benchmarks/bench_ops.py, bench_infer.py, bench_graph.py, locomo_retrieval.py
+    uv run nox -s bench -- --quick         benchmarks/bench_ops.py, bench_infer.py, bench_graph.py, bench_telemetry.py, locomo_retrieval.py
     uv run nox -s docs                     every docs/*.md link and file reference resolves
 """
 
@@ -144,7 +144,7 @@ def integration(session: nox.Session) -> None:
 
 # The benchmark scripts the bench session runs, in order; bench_mem0.py is left out (it runs in a
 # separate environment that has mem0, see its docstring).
-BENCHMARKS = ["bench_ops.py", "bench_infer.py", "bench_graph.py", "locomo_retrieval.py"]
+BENCHMARKS = ["bench_ops.py", "bench_infer.py", "bench_graph.py", "bench_telemetry.py", "locomo_retrieval.py"]
 
 
 @nox.session

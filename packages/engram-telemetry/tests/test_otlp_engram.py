@@ -6,7 +6,6 @@ the operation span, all in one trace), kinds and the contract's attributes (docs
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,15 +24,13 @@ def receiver() -> Iterator[OTLPReceiver]:
     yield from otlp_receiver.__wrapped__()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(autouse=True)
-def _clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture(params=["http/protobuf", "grpc"])
-def export(request: pytest.FixtureRequest, receiver: OTLPReceiver) -> Iterator[OTLPExport]:
+def export(
+    request: pytest.FixtureRequest, receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OTLPExport]:
+    """Export to the receiver; the arguments win over any OTEL_* variable but these two."""
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS", raising=False)
     protocol = request.param
     with configure_otlp(
         receiver.endpoint(protocol),

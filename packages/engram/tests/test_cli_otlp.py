@@ -201,11 +201,6 @@ def test_sdk_disabled_turns_export_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _otlp.current_export() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/_app.py's root callback calls start_export outside handle_errors, so its "
-    "ConfigurationError prints a traceback; remove this mark when the root reports EngramError in one line",
-)
 def test_a_bad_endpoint_is_one_error_line(env: dict[str, str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "engram.cli", "--otlp-endpoint", "localhost:4318", "add", "x", "-u", "maya"],

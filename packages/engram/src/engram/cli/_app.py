@@ -93,6 +93,7 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
+@handle_errors
 def _root(
     _version_flag: Annotated[
         bool,

@@ -1,20 +1,20 @@
 """The FastAPI application: mem0's REST paths and bodies over one :class:`AsyncMemory`."""
 
-# No `from __future__ import annotations`: FastAPI must see the local CallerDep alias in the routes.
+from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
 from typing import Annotated, Any
 
 from engram.core import AsyncMemory, MemoryConfig, Scope, parse_filters
-from fastapi import Depends, FastAPI, Path, Query
+from fastapi import FastAPI, Path, Query
 from fastapi.responses import Response
 
-from ._auth import Caller, caller_dependency
+from ._auth import Caller, CallerDep, security_dependencies
 from ._errors import CODES, ApiError, ErrorBody, install_handlers
 from ._keys import KeyStore
 from ._middleware import BodyLimit, Guard, Telemetry
@@ -150,8 +150,8 @@ def create_app(
             app.state.memory = AsyncMemory(old.config, registry=old.registry)
             closed = False
         current: AsyncMemory = app.state.memory
-        load = getattr(current.embedder, "load", None)  # building the providers checks the configuration
-        if callable(load):
+        load: Callable[[], Awaitable[object]] | None = getattr(current.embedder, "load", None)
+        if callable(load):  # (getting the embedder builds the providers: a bad configuration fails here)
             await load()  # the local model loads now, not on the first request
         try:
             yield
@@ -178,12 +178,18 @@ def create_app(
     app.add_middleware(Guard)  # type: ignore[arg-type]
     if not _native_telemetry():  # else FastAPI makes the SERVER span itself: one per request
         app.add_middleware(Telemetry)  # type: ignore[arg-type]
-    _routes(app, caller_dependency(keys), auth=keys is not None)
+    _routes(app, security_dependencies(keys))
+
+    @app.get("/health", **_doc(HealthResponse, "server", "Liveness (no API key needed)"))
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": _version(), "auth": keys is not None}
+
     return app
 
 
-def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
-    CallerDep = Annotated[Caller, Depends(dependency)]
+def _routes(app: FastAPI, security: list[Any]) -> None:
+    def doc(model: Any, tag: str, summary: str) -> dict[str, Any]:
+        return {**_doc(model, tag, summary), "dependencies": security}
 
     def mem() -> AsyncMemory:
         memory: AsyncMemory = app.state.memory
@@ -195,11 +201,7 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
             raise ApiError("not_found", f"no memory with id {memory_id!r}")
         return found
 
-    @app.get("/health", **_doc(HealthResponse, "server", "Liveness (no API key needed)"))
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": _version(), "auth": auth}
-
-    @app.post("/memories", **_doc(AddResponse, "memories", "Remember messages"))
+    @app.post("/memories", **doc(AddResponse, "memories", "Remember messages"))
     async def add_memories(body: AddRequest, caller: CallerDep) -> dict[str, Any]:
         scope = caller.resolve(body.user_id, body.agent_id, body.run_id)
         if (
@@ -215,7 +217,7 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
             messages, metadata=body.metadata, infer=body.infer, memory_type=body.memory_type, **_ids(scope)
         )
 
-    @app.get("/memories", **_doc(MemoryList, "memories", "List memories, newest first"))
+    @app.get("/memories", **doc(MemoryList, "memories", "List memories, newest first"))
     async def list_memories(
         caller: CallerDep,
         user_id: UserQ = None,
@@ -240,25 +242,25 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
             items += await store.list(None, filters=parsed, limit=n - len(items), archived=True)
         return {"results": [i.to_dict() for i in items]}
 
-    @app.get("/memories/{memory_id}", **_doc(MemoryOut, "memories", "One memory"))
+    @app.get("/memories/{memory_id}", **doc(MemoryOut, "memories", "One memory"))
     async def get_memory(memory_id: MemoryId, caller: CallerDep) -> dict[str, Any]:
         return await visible(caller, memory_id)
 
-    @app.put("/memories/{memory_id}", **_doc(UpdateResponse, "memories", "Update a memory"))
+    @app.put("/memories/{memory_id}", **doc(UpdateResponse, "memories", "Update a memory"))
     async def update_memory(memory_id: MemoryId, body: UpdateRequest, caller: CallerDep) -> dict[str, Any]:
         found = await visible(caller, memory_id)
         text = body.text if body.text is not None else found["memory"]
         result = await mem().update(memory_id, text, metadata=body.metadata)
         return {**result, "message": "Memory updated successfully!"}
 
-    @app.delete("/memories/{memory_id}", **_doc(DeleteResponse, "memories", "Delete a memory"))
+    @app.delete("/memories/{memory_id}", **doc(DeleteResponse, "memories", "Delete a memory"))
     async def delete_memory(memory_id: MemoryId, caller: CallerDep) -> dict[str, Any]:
         await visible(caller, memory_id)
         return await mem().delete(memory_id)
 
     @app.get(
         "/memories/{memory_id}/history",
-        **_doc(list[HistoryEventOut], "memories", "Every change to a memory, oldest first"),
+        **doc(list[HistoryEventOut], "memories", "Every change to a memory, oldest first"),
     )
     async def memory_history(memory_id: MemoryId, caller: CallerDep) -> list[dict[str, Any]]:
         events = [e for e in await mem().history(memory_id) if caller.sees(e)]
@@ -266,14 +268,14 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
             raise ApiError("not_found", f"no history for memory id {memory_id!r}")
         return events
 
-    @app.delete("/memories", **_doc(DeleteAllResponse, "memories", "Delete every memory of a scope"))
+    @app.delete("/memories", **doc(DeleteAllResponse, "memories", "Delete every memory of a scope"))
     async def delete_all_memories(
         caller: CallerDep, user_id: UserQ = None, agent_id: AgentQ = None, run_id: RunQ = None
     ) -> dict[str, Any]:
         scope = caller.resolve(user_id, agent_id, run_id)
         return await mem().delete_all(**_ids(scope))
 
-    @app.post("/search", **_doc(SearchResponse, "memories", "Recall the best memories"))
+    @app.post("/search", **doc(SearchResponse, "memories", "Recall the best memories"))
     async def search_memories(body: SearchRequest, caller: CallerDep) -> dict[str, Any]:
         flt = dict(body.filters) if body.filters is not None else None
         ids = {f: getattr(body, f) for f in _FIELDS}
@@ -293,7 +295,7 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
             **_ids(scope),
         )
 
-    @app.get("/archive", **_doc(MemoryList, "memories", "Archived versions, newest first"))
+    @app.get("/archive", **doc(MemoryList, "memories", "Archived versions, newest first"))
     async def archive(
         caller: CallerDep,
         user_id: UserQ = None,
@@ -310,7 +312,7 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
         items = await store.list(scope, filters=parsed, limit=limit, archived=True)
         return {"results": [i.to_dict() for i in items]}
 
-    @app.get("/graph", **_doc(GraphResponse, "graph", "A scope's entities and relations"))
+    @app.get("/graph", **doc(GraphResponse, "graph", "A scope's entities and relations"))
     async def graph(
         caller: CallerDep,
         user_id: UserQ = None,
@@ -329,13 +331,13 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
         scope = caller.resolve(user_id, agent_id, run_id)
         return await mem().get_graph(include_expired=include_expired, at=at, limit=limit, **_ids(scope))
 
-    @app.post("/reset", **_doc(MessageResponse, "server", "Delete everything (admin)"))
+    @app.post("/reset", **doc(MessageResponse, "server", "Delete everything (admin)"))
     async def reset(caller: CallerDep) -> dict[str, Any]:
         caller.require_admin("reset")
         await mem().reset()
         return {"message": "All memories reset"}
 
-    @app.post("/import", **_doc(ImportResponse, "import/export", "Import memories"))
+    @app.post("/import", **doc(ImportResponse, "import/export", "Import memories"))
     async def import_memories(body: ImportRequest, caller: CallerDep) -> dict[str, Any]:
         formats, ingest = _cli_formats()
         scope = caller.resolve(body.user_id, body.agent_id, body.run_id, required=False)
@@ -360,6 +362,7 @@ def _routes(app: FastAPI, dependency: Any, *, auth: bool) -> None:
         "/export",
         tags=["import/export"],
         summary="Export memories as JSON lines",
+        dependencies=security,
         response_class=Response,
         responses={
             200: {

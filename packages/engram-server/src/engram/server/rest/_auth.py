@@ -1,8 +1,8 @@
 """Who is calling, and which scopes that caller may touch."""
 
-# No `from __future__ import annotations`: FastAPI must resolve the local security dependencies.
+from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from ._errors import ApiError
 from ._keys import ApiKey, KeyStore
 
-__all__ = ["Caller", "caller_dependency"]
+__all__ = ["Caller", "CallerDep", "current_caller", "security_dependencies"]
 
 _FIELDS = ("user_id", "agent_id", "run_id")
 
@@ -81,36 +81,35 @@ def _presented(request: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-def caller_dependency(keys: KeyStore | None) -> Callable[..., Any]:
-    """A FastAPI dependency giving the :class:`Caller`. Without a key store, every caller is admin
-    and the OpenAPI document declares no security; with one, a missing or unknown key is 401."""
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <key>` (mem0's `Authorization: Token <key>` works too).",
+)
+_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key in an `X-API-Key` header.")
+
+
+def security_dependencies(keys: KeyStore | None) -> list[Any]:
+    """What declares the key headers in the OpenAPI document: nothing when auth is off. (They only
+    document; :func:`current_caller` reads the headers itself, ``Token`` included.)"""
+    return [Depends(_BEARER), Depends(_HEADER)] if keys is not None else []
+
+
+async def current_caller(request: Request) -> Caller:
+    """The :class:`Caller`: admin for everyone without a key store (``app.state.keys``); with one,
+    a missing or unknown key is 401."""
+    keys: KeyStore | None = request.app.state.keys
     if keys is None:
+        return Caller(None)
+    presented = _presented(request)
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if presented is None:
+        raise ApiError(
+            "unauthorized", "an API key is required: Authorization: Bearer <key>", headers=challenge
+        )
+    found = keys.verify(presented)
+    if found is None:
+        raise ApiError("unauthorized", "unknown API key", headers=challenge)
+    return Caller(found)
 
-        async def open_caller() -> Caller:
-            return Caller(None)
 
-        return open_caller
-
-    bearer = HTTPBearer(
-        auto_error=False,
-        description="`Authorization: Bearer <key>` (mem0's `Authorization: Token <key>` works too).",
-    )
-    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key in an `X-API-Key` header.")
-
-    async def keyed_caller(
-        request: Request,
-        _b: Annotated[Any, Depends(bearer)],  # declared for the OpenAPI document; read below
-        _h: Annotated[Any, Depends(header)],
-    ) -> Caller:
-        presented = _presented(request)
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if presented is None:
-            raise ApiError(
-                "unauthorized", "an API key is required: Authorization: Bearer <key>", headers=challenge
-            )
-        found = keys.verify(presented)
-        if found is None:
-            raise ApiError("unauthorized", "unknown API key", headers=challenge)
-        return Caller(found)
-
-    return keyed_caller
+CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -15,6 +15,13 @@ from pathlib import Path
 import httpx
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without the developer's ENGRAM_* and OTEL_* variables (an ENGRAM_API_KEYS or
+    ENGRAM_LLM__* there would change what the server does)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGRAM_", "OTEL_"))}
+    return {**env, "NO_COLOR": "1", "COLUMNS": "200"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,9 +49,7 @@ def engram_serve(db: Path, *args: str, timeout: float = 60.0) -> Iterator[str]:
     ]
     log = db.with_suffix(".server.log")
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"}
-        )
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=clean_env())
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

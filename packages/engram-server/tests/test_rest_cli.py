@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+sys.path.insert(0, str(Path(__file__).parent))
+from _rest_server import clean_env
+
+ENV = clean_env()
 
 
 def _engram(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

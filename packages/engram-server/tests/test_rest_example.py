@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _rest_server import engram_serve
+from _rest_server import clean_env, engram_serve
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "rest_client.py"
 
@@ -21,7 +20,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, **(env or {})},
+        env={**clean_env(), **(env or {})},
     )
 
 
@@ -48,6 +47,7 @@ def test_example_with_a_scoped_api_key(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env=clean_env(),
     )
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()

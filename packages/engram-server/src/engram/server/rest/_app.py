@@ -382,11 +382,9 @@ def _routes(app: FastAPI, security: list[Any]) -> None:
 
 
 def _cli_formats() -> tuple[Any, Any]:
-    """The import/export formats and the batched writer of ``engram import`` (one implementation)."""
-    try:
-        from engram.cli import _formats, _ingest
-    except ImportError:  # pragma: no cover - engram-server installed without the engram package
-        raise ApiError(
-            "configuration_error", 'import and export need the engram package: pip install "engram[server]"'
-        ) from None
+    """The import/export formats and the batched writer of ``engram import`` (one implementation;
+    engram-server depends on the ``engram`` distribution for them). Imported on first use: the CLI
+    modules pull in rich."""
+    from engram.cli import _formats, _ingest
+
     return _formats, _ingest.ingest

@@ -23,17 +23,37 @@ def test_stdout_holds_only_protocol_messages(tmp_path: Path) -> None:
     """Raw JSON-RPC over the pipes of a server with no default scope: every stdout line is a
     JSON-RPC reply, the banner goes to stderr, and the process ends cleanly when stdin closes."""
     requests = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "add_memory", "arguments": {"messages": "Raw pipes work", "user_id": "raw"}}},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "search_memory", "arguments": {"query": "pipes"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "add_memory", "arguments": {"messages": "Raw pipes work", "user_id": "raw"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "search_memory", "arguments": {"query": "pipes"}},
+        },
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "engram.cli", "mcp", "--db", str(tmp_path / "raw.db"), "--embedder", "hash"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_clean_env(),
     )
     assert proc.stdin is not None and proc.stdout is not None
     lines = []

@@ -37,6 +37,8 @@ from ._runtime import (
     LlmModelOpt,
     LlmOpt,
     Options,
+    OtlpEndpointOpt,
+    OtlpProtocolOpt,
     RunOpt,
     UserOpt,
     console,
@@ -101,24 +103,8 @@ def _root(
             "--version", "-V", callback=_version_callback, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
-    otlp_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--otlp-endpoint",
-            help="Export traces and metrics over OTLP to this collector, e.g. http://127.0.0.1:4318 "
-            "(HTTP) or http://127.0.0.1:4317 with --otlp-protocol grpc. Without it, the standard "
-            "OTEL_EXPORTER_OTLP_* variables turn export on. Needs: pip install \"engram\\[otlp]\".",
-            show_default=False,
-        ),
-    ] = None,
-    otlp_protocol: Annotated[
-        str | None,
-        typer.Option(
-            "--otlp-protocol",
-            help="http/protobuf or grpc (default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf).",
-            show_default=False,
-        ),
-    ] = None,
+    otlp_endpoint: OtlpEndpointOpt = None,
+    otlp_protocol: OtlpProtocolOpt = None,
 ) -> None:
     """engram: long-term memory for AI agents."""
     from ._otlp import start_export

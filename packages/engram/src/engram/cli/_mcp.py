@@ -16,6 +16,8 @@ from ._runtime import (
     LlmModelOpt,
     LlmOpt,
     Options,
+    OtlpEndpointOpt,
+    OtlpProtocolOpt,
     err_console,
     fail,
     handle_errors,
@@ -95,19 +97,8 @@ def mcp(
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", help="What the server logs (to stderr).")
     ] = LogLevel.warning,
-    otlp_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--otlp-endpoint",
-            help="Export traces and metrics (a span per tool call) over OTLP to this collector; same as "
-            "engram --otlp-endpoint. Needs: pip install \"engram\\[otlp]\".",
-            show_default=False,
-        ),
-    ] = None,
-    otlp_protocol: Annotated[
-        str | None,
-        typer.Option("--otlp-protocol", help="http/protobuf or grpc.", show_default=False),
-    ] = None,
+    otlp_endpoint: OtlpEndpointOpt = None,
+    otlp_protocol: OtlpProtocolOpt = None,
 ) -> None:
     """Serve engram's memory to AI agents over MCP (Model Context Protocol): tools to add, search,
     list, get, update and delete memories, see their history and graph, and reset a scope.

@@ -26,6 +26,8 @@ __all__ = [
     "LlmModelOpt",
     "LlmOpt",
     "Options",
+    "OtlpEndpointOpt",
+    "OtlpProtocolOpt",
     "RunOpt",
     "UserOpt",
     "console",
@@ -79,6 +81,24 @@ LlmOpt = Annotated[
 LlmModelOpt = Annotated[
     str | None,
     typer.Option("--llm-model", help="The model the LLM provider asks for (its config's model).", show_default=False),
+]
+OtlpEndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-endpoint",
+        help="Export traces and metrics over OTLP to this collector's base URL, e.g. http://127.0.0.1:4318 "
+        "(HTTP) or http://127.0.0.1:4317 with --otlp-protocol grpc. Without it, the standard "
+        "OTEL_EXPORTER_OTLP_* variables turn export on. Needs: pip install \"engram\\[otlp]\".",
+        show_default=False,
+    ),
+]
+OtlpProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-protocol",
+        help="http/protobuf or grpc (default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf).",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout (and nothing else), for scripts.")

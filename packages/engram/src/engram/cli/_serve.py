@@ -22,6 +22,8 @@ from ._runtime import (
     LlmModelOpt,
     LlmOpt,
     Options,
+    OtlpEndpointOpt,
+    OtlpProtocolOpt,
     RunOpt,
     UserOpt,
     console,
@@ -102,18 +104,8 @@ def serve(
     config: ConfigOpt = None,
     llm: LlmOpt = None,
     llm_model: LlmModelOpt = None,
-    otlp_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--otlp-endpoint",
-            help="Export traces and metrics over OTLP to this collector (as [bold]engram --otlp-endpoint[/]).",
-            show_default=False,
-        ),
-    ] = None,
-    otlp_protocol: Annotated[
-        str | None,
-        typer.Option("--otlp-protocol", help="http/protobuf or grpc.", show_default=False),
-    ] = None,
+    otlp_endpoint: OtlpEndpointOpt = None,
+    otlp_protocol: OtlpProtocolOpt = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn's log level: critical, error, warning, info, debug.")
     ] = "info",

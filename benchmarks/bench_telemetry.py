@@ -2,6 +2,7 @@
 
     uv run python benchmarks/bench_telemetry.py                  # 2K memories; rewrites docs/telemetry.md
     uv run python benchmarks/bench_telemetry.py --n 10000 --embedder local --no-write
+    uv run python benchmarks/bench_telemetry.py --quick          # small, prints only (nox -s bench -- --quick)
 
 Three memories side by side in one process, each on its own SQLite file (temp dir), same data:
 
@@ -144,7 +145,12 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/telemetry.md alone")
+    p.add_argument(
+        "--quick", action="store_true", help="500 memories, 100 single adds, 200 queries (CI smoke); no docs write"
+    )
     args = p.parse_args()
+    if args.quick:
+        args.n, args.singles, args.queries, args.no_write = 500, 100, 200, True
     if args.singles >= args.n:
         p.error("--singles must be below --n")
     stats = asyncio.run(run(args))

@@ -195,6 +195,24 @@ def test_missing_sdk_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.usefixtures("no_export")
+def test_a_variable_without_the_sdk_warns_and_the_command_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shell or an operator may set OTEL_EXPORTER_OTLP_ENDPOINT for every process: on a plain
+    ``pip install engram`` (no SDK) commands must still run, saying once why nothing is exported."""
+    for name in list(sys.modules):
+        if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter")):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk", None)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    _otlp.start_export(None, None)
+    assert _otlp.current_export() is None
+    err = capsys.readouterr().err
+    assert err.startswith("warning: OTEL_EXPORTER_OTLP_ENDPOINT is set but OTLP export is off")
+    assert 'pip install "engram[otlp]"' in err and "--otlp-endpoint" not in err
+
+
+@pytest.mark.usefixtures("no_export")
 def test_sdk_disabled_turns_export_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     _otlp.start_export("http://127.0.0.1:4318", None)

@@ -8,6 +8,7 @@ variable) it does nothing and imports nothing from the SDK, so commands start as
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -57,9 +58,11 @@ def start_export(endpoint: str | None, protocol: str | None) -> None:
             (default ``http/protobuf``).
 
     Raises:
-        ConfigurationError: a bad endpoint or protocol (flag or variable), the SDK not installed
-            (the message gives ``pip install "engram[otlp]"``), global providers set by something
-            else, or a second call asking for another endpoint or protocol.
+        ConfigurationError: a bad endpoint or protocol (flag or variable), ``--otlp-endpoint``
+            given without the SDK installed (the message gives ``pip install "engram[otlp]"``;
+            when only a variable asks for export, a warning goes to stderr and the command runs
+            without export), global providers set by something else, or a second call asking
+            for another endpoint or protocol.
     """
     global _export
     with _lock:
@@ -84,7 +87,13 @@ def start_export(endpoint: str | None, protocol: str | None) -> None:
                 export_timeout=None if _timeout_set_by_variables() else EXPORT_TIMEOUT,
             )
         except ImportError as exc:
-            raise ConfigurationError(f"--otlp-endpoint: {exc}") from None
+            if endpoint is not None:
+                raise ConfigurationError(f"--otlp-endpoint: {exc}") from None
+            # Only a variable asked for export (a shell or an operator may set it for every
+            # process): the command still runs, without export, and says why once.
+            set_by = next(name for name in ENDPOINT_VARIABLES if os.environ.get(name, "").strip())
+            sys.stderr.write(f"warning: {set_by} is set but OTLP export is off: {exc}\n")
+            return
         except (ValueError, RuntimeError) as exc:
             raise ConfigurationError(f"OTLP export: {exc}") from None
         _export = export  # its own atexit hook exports what is pending and shuts down

@@ -4,8 +4,9 @@ distribution beside engram, in a fresh virtual environment, found by name with n
 Steps (each timed; ``-s`` prints the times):
 
 1. copy the template to a temporary folder, as a third party would, and build its wheel there;
-2. build wheels of the engram packages it needs from ``packages/`` (engram-core, engram-testing,
-   and engram-embedding and engram-history for ``AsyncMemory`` with the ``hash`` embedder);
+2. build wheels of the engram packages it needs from ``packages/`` (engram-core and its
+   engram-telemetry, engram-testing, and engram-embedding and engram-history for ``AsyncMemory``
+   with the ``hash`` embedder);
 3. ``uv venv`` on this interpreter's Python, then ``uv pip install`` the wheels and the template's
    own ``dev`` dependency group, constrained to the versions in ``uv.lock`` (so the packages come
    from the uv cache once it is warm) with the workspace's dependency overrides;
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "plugins" / "_template"
 #: The workspace packages the checks need: the core and the suite, plus the hash embedder and the
 #: SQLite history store that AsyncMemory uses beside a vector store without history.
-PACKAGES = ["engram-core", "engram-testing", "engram-embedding", "engram-history"]
+PACKAGES = ["engram-core", "engram-telemetry", "engram-testing", "engram-embedding", "engram-history"]
 TIMES: dict[str, float] = {}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from engram.core import AsyncMemory
-from engram.core.errors import ConfigurationError, InvalidScopeError
+from engram.core.errors import ConfigurationError, InvalidScopeError, ProviderError, ProviderTimeoutError
 from engram.server.mcp import create_server
 from mcp import Client
 from mcp.types import CallToolResult
@@ -92,3 +93,61 @@ def test_bad_default_scope_is_refused() -> None:
         create_server(None, default_scope={"user_id": ""})
     with pytest.raises(ConfigurationError, match="user_id, agent_id and run_id"):
         create_server(None, default_scope={"user": "maya"})
+
+
+@pytest.mark.parametrize(
+    ("exc", "shown"),
+    [
+        (
+            ProviderError("connect to db-host-7.internal:6333 failed: secret reply", provider="qdrant"),
+            "ProviderError: the qdrant provider failed; see the server log",
+        ),
+        (
+            ProviderTimeoutError("db-host-7.internal timed out after 30 s", provider="openai"),
+            "ProviderTimeoutError: the openai provider did not answer in time; see the server log",
+        ),
+        (
+            ProviderError("/var/lib/secret/x.db is locked"),
+            "ProviderError: a provider failed; see the server log",
+        ),
+        (
+            ExceptionGroup("tg", [ProviderError("db-host-7.internal refused", provider="neo4j")]),
+            "ProviderError: the neo4j provider failed; see the server log",
+        ),
+    ],
+)
+async def test_provider_errors_name_only_the_provider(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    exc: BaseException,
+    shown: str,
+) -> None:
+    """A provider's message can carry hosts, paths or a server's reply: the client sees only the
+    provider's name; the details go to the server's log."""
+    async with AsyncMemory(_config(tmp_path)) as mem:
+
+        async def boom(*_: Any, **__: Any) -> Any:
+            raise exc
+
+        monkeypatch.setattr(mem, "search", boom)  # a real provider failure needs a remote server
+        async with Client(create_server(mem, default_scope={"user_id": "u"})) as client:
+            with caplog.at_level(logging.ERROR, logger="engram.server.mcp"):
+                result = await client.call_tool("search_memory", {"query": "q"})
+    assert isinstance(result, CallToolResult) and result.is_error
+    assert [c.text for c in result.content] == [shown]  # type: ignore[union-attr]
+    (record,) = [r for r in caplog.records if r.name == "engram.server.mcp"]
+    assert record.exc_info is not None
+    detail = str(record.exc_info[1]) + "".join(str(e) for e in getattr(record.exc_info[1], "exceptions", ()))
+    assert "db-host-7" in detail or "/var/lib/secret" in detail
+
+
+async def test_input_errors_keep_their_message(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = create_server(_config(tmp_path), default_scope={"user_id": "u"})
+    async with Client(server) as client:
+        with caplog.at_level(logging.ERROR, logger="engram.server.mcp"):
+            bad = await client.call_tool("search_memory", {"query": "q", "filters": {"topic": {"near": 1}}})
+    assert isinstance(bad, CallToolResult) and bad.is_error
+    assert bad.content[0].text.startswith("InvalidFilterError: ")  # type: ignore[union-attr]
+    assert "near" in bad.content[0].text  # type: ignore[union-attr]
+    assert not [r for r in caplog.records if r.name == "engram.server.mcp"]  # not a server failure

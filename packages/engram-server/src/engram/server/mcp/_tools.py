@@ -8,13 +8,22 @@ scope (the call's ids over the server's default, field by field), calls the engi
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Literal
 
 from engram.core import AsyncMemory, Scope
-from engram.core.errors import EngramError, InvalidInputError, InvalidScopeError, MemoryNotFoundError
+from engram.core.errors import (
+    ConfigurationError,
+    EngramError,
+    InvalidInputError,
+    InvalidScopeError,
+    MemoryNotFoundError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from opentelemetry import trace
@@ -35,6 +44,8 @@ from ._models import (
 )
 
 __all__ = ["TOOLS", "ServerState", "ToolSpec"]
+
+log = logging.getLogger("engram.server.mcp")
 
 
 @dataclass
@@ -197,13 +208,33 @@ def _engram_error(exc: BaseException) -> EngramError | None:
     return None
 
 
+def _client_message(tool: str, err: EngramError) -> str:
+    """The tool error's text: the class name and what was wrong, for the client.
+
+    Input errors (bad scope, filter, arguments; a missing memory) and configuration errors keep
+    their message, which is about the call or the server's settings. A provider's message may carry
+    a driver's text (hosts, paths, a server's reply): the client gets only the provider's name, and
+    the details go to the server's log (stderr), as in the REST server.
+    """
+    name = type(err).__name__
+    if isinstance(err, InvalidInputError | MemoryNotFoundError | ConfigurationError):
+        return f"{name}: {err}"
+    log.error("tool %s failed: %s", tool, name, exc_info=err)
+    if isinstance(err, ProviderError):
+        what = "did not answer in time" if isinstance(err, ProviderTimeoutError) else "failed"
+        who = f"the {err.provider} provider" if err.provider else "a provider"
+        return f"{name}: {who} {what}; see the server log"
+    return f"{name}: internal error; see the server log"
+
+
 async def _run(
     ctx: Context[ServerState, Any], tool: str, body: Callable[[], Awaitable[tuple[Any, str]]]
 ) -> CallToolResult:
     """Run one tool call under its ``execute_tool {tool}`` span.
 
     An engram error becomes a tool error (``isError``) whose text names the error class and says
-    what was wrong; anything else propagates to the SDK, which logs it on the server and answers
+    what was wrong (a provider's failure only names the provider: :func:`_client_message`);
+    anything else propagates to the SDK, which logs it on the server and answers
     with a generic tool error (no traceback reaches the client).
     """
     with (
@@ -230,7 +261,7 @@ async def _run(
                 span.set_status(StatusCode.ERROR, str(cause))
             if err is None:
                 raise
-            message = f"{type(err).__name__}: {err}"
+            message = _client_message(tool, err)
             return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 

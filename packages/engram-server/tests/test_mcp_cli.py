@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,50 @@ def test_without_engram_server_one_red_line(monkeypatch: pytest.MonkeyPatch, tmp
     assert result.stderr.strip().splitlines() == [
         'error: the MCP server needs engram-server: pip install "engram[server]"'
     ]
+    assert result.stdout == ""
+
+
+def test_an_unusable_mcp_sdk_is_named_not_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """engram-server is installed but its import of the SDK fails (as with mcp 1.x, which has no
+    ``mcp.server.mcpserver``): the message is about the SDK, not about installing engram-server."""
+    for name in [m for m in sys.modules if m == "engram.server.mcp" or m.startswith("engram.server.mcp.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, then restored
+    monkeypatch.setitem(sys.modules, "mcp.server.mcpserver", None)
+    result = CliRunner().invoke(app, ["mcp", "--db", str(tmp_path / "x.db"), "--embedder", "hash"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        "error: engram mcp needs the mcp SDK version 2 or later, and the installed mcp SDK "
+        f'({version("mcp")}) is not usable: pip install "mcp>=2"'
+    )
+    assert "engram[server]" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_port_in_use_is_one_red_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            app,
+            [
+                "mcp",
+                "-t",
+                "streamable-http",
+                "--port",
+                str(port),
+                "--db",
+                str(tmp_path / "x.db"),
+                "--embedder",
+                "hash",
+            ],
+        )
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "in use" in line
     assert result.stdout == ""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -358,64 +358,66 @@ async def test_reset_needs_confirmation_and_keeps_other_scopes(stdio: Live) -> N
 # -- streamable HTTP, default scope from ENGRAM_USER_ID --------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _start_http(db: Path, host: str, errlog: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``engram mcp --transport streamable-http --port 0`` on ``host``, its stderr in ``errlog``."""
+    with open(errlog, "w") as err:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "engram.cli", "mcp", "--transport", "streamable-http"),
+                *("--host", host, "--port", "0", "--db", str(db), "--embedder", "hash"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=_clean_env(**env),
+        )
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, errlog: Path) -> None:
+def _wait_stderr(proc: subprocess.Popen[bytes], errlog: Path, pattern: str) -> re.Match[str]:
+    """The first match of ``pattern`` in the server's stderr (its lines joined by spaces), once it
+    is there."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
+        found = re.search(pattern, " ".join(errlog.read_text().split()))
+        if found:
+            return found
         if proc.poll() is not None:
             raise RuntimeError(f"engram mcp exited with {proc.returncode}: {errlog.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"engram mcp did not listen on port {port}: {errlog.read_text()}")
+        time.sleep(0.1)
+    raise TimeoutError(f"engram mcp printed no {pattern!r}: {errlog.read_text()}")
+
+
+def _wait_port(proc: subprocess.Popen[bytes], host: str, errlog: Path) -> int:
+    """The port ``engram mcp --port 0`` bound, read from its start-up line on stderr (no race
+    with another process for a port picked in advance)."""
+    return int(
+        _wait_stderr(proc, errlog, rf"engram MCP server on http://{re.escape(host)}:(\d+)/mcp").group(1)
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> bytes:
+    """Stop the server; what it wrote to stdout."""
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def http(server_dir: Path) -> AsyncIterator[Live]:
-    port = _free_port()
     errlog = server_dir / "http.stderr"
-    with open(errlog, "w") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "engram.cli",
-                "mcp",
-                "--transport",
-                "streamable-http",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--db",
-                str(server_dir / "http.db"),
-                "--embedder",
-                "hash",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=_clean_env(ENGRAM_USER_ID="lee"),
-        )
+    proc = _start_http(server_dir / "http.db", "127.0.0.1", errlog, ENGRAM_USER_ID="lee")
     try:
-        _wait_listening(proc, port, errlog)
+        port = _wait_port(proc, "127.0.0.1", errlog)  # the socket listens before the line is printed
         live = await Live(lambda: streamable_http_client(f"http://127.0.0.1:{port}/mcp")).start()
         yield live
         await live.stop()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert f"http://127.0.0.1:{port}/mcp" in errlog.read_text()
+        out = _stop(proc)
+    assert out == b""
+    assert "WARNING" not in errlog.read_text()  # 127.0.0.1: no warning about the bind
 
 
 async def test_streamable_http_serves_the_tools(http: Live) -> None:
@@ -427,3 +429,15 @@ async def test_streamable_http_serves_the_tools(http: Live) -> None:
     assert got["user_id"] == "lee"  # the default scope came from ENGRAM_USER_ID
     assert (await http.ok("search_memory", query="bees"))["results"][0]["id"] == change["id"]
     assert "MemoryNotFoundError" in await http.error("get_memory", memory_id="nope")
+
+
+async def test_a_public_bind_warns_on_stderr(server_dir: Path) -> None:
+    """--host 0.0.0.0: the server has no auth, so a red warning goes to stderr (never stdout)."""
+    errlog = server_dir / "public.stderr"
+    proc = _start_http(server_dir / "public.db", "0.0.0.0", errlog)
+    try:
+        assert _wait_port(proc, "0.0.0.0", errlog) > 0
+        _wait_stderr(proc, errlog, "WARNING: binding 0.0.0.0: the MCP server has no authentication")
+    finally:
+        out = _stop(proc)
+    assert out == b""

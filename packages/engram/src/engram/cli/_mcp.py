@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import anyio
 import typer
+from rich.markup import escape
 
 from ._app import app
 from ._runtime import (
@@ -22,6 +25,7 @@ from ._runtime import (
     fail,
     handle_errors,
 )
+from ._serve import _loopback
 
 
 class Transport(StrEnum):
@@ -39,29 +43,77 @@ class LogLevel(StrEnum):
 McpUserOpt = Annotated[
     str | None,
     typer.Option(
-        "--user-id", "-u", envvar="ENGRAM_USER_ID",
+        "--user-id",
+        "-u",
+        envvar="ENGRAM_USER_ID",
         help="Default scope: the user whose memories the tools use when a call names none.",
         show_default=False,
     ),
 ]
 McpAgentOpt = Annotated[
     str | None,
-    typer.Option("--agent-id", envvar="ENGRAM_AGENT_ID", help="Default scope: the agent.", show_default=False),
+    typer.Option(
+        "--agent-id", envvar="ENGRAM_AGENT_ID", help="Default scope: the agent.", show_default=False
+    ),
 ]
 McpRunOpt = Annotated[
     str | None,
-    typer.Option("--run-id", envvar="ENGRAM_RUN_ID", help="Default scope: the run or session.", show_default=False),
+    typer.Option(
+        "--run-id", envvar="ENGRAM_RUN_ID", help="Default scope: the run or session.", show_default=False
+    ),
 ]
+
+
+def _mcp_sdk_unusable() -> str:
+    try:
+        installed = f"the installed mcp SDK ({version('mcp')}) is not usable"
+    except PackageNotFoundError:
+        installed = "the mcp SDK is not installed"
+    return f'engram mcp needs the mcp SDK version 2 or later, and {installed}: pip install "mcp>=2"'
 
 
 def _create_server() -> Any:
     try:
         from engram.server.mcp import create_server
     except ImportError as exc:
-        if (exc.name or "").startswith(("engram.server", "mcp")):
+        name = exc.name or ""
+        if name == "engram.server" or name.startswith("engram.server."):
             raise fail('the MCP server needs engram-server: pip install "engram[server]"') from None
+        if name == "mcp" or name.startswith("mcp."):  # e.g. mcp 1.x: no mcp.server.mcpserver
+            raise fail(_mcp_sdk_unusable()) from None
         raise
     return create_server
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: a free port the system picks).
+
+    Raises:
+        OSError: the address cannot be resolved or bound (in use, not this machine's).
+    """
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _serve_http(server: Any, sock: socket.socket, host: str, log_level: str) -> None:
+    """Serve the SDK's streamable-HTTP app on an already bound socket (as the SDK's
+    ``run_streamable_http_async`` does, but on a socket whose port is known before it serves)."""
+    import uvicorn
+
+    app = server.streamable_http_app(host=host)  # host: the SDK's DNS-rebinding protection
+    await uvicorn.Server(uvicorn.Config(app, log_level=log_level.lower())).serve(sockets=[sock])
 
 
 @app.command("mcp")
@@ -70,14 +122,24 @@ def mcp(
     transport: Annotated[
         Transport,
         typer.Option(
-            "--transport", "-t",
+            "--transport",
+            "-t",
             help="stdio: the client starts engram and talks over stdin/stdout (Claude Code, Cursor). "
             "streamable-http: serve http://HOST:PORT/mcp for clients that connect by URL.",
         ),
     ] = Transport.stdio,
-    host: Annotated[str, typer.Option("--host", help="streamable-http: the address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="streamable-http: the address to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", "-p", min=1, max=65535, help="streamable-http: the port to listen on.")
+        int,
+        typer.Option(
+            "--port",
+            "-p",
+            min=0,
+            max=65535,
+            help="streamable-http: the port to listen on (0: a free one; the start-up line names it).",
+        ),
     ] = 8765,
     user_id: McpUserOpt = None,
     agent_id: McpAgentOpt = None,
@@ -126,5 +188,17 @@ def mcp(
         err_console.print(f"[dim]engram MCP server on stdio{where}[/]")
         anyio.run(server.run_stdio_async)
         return
-    err_console.print(f"engram MCP server on [bold]http://{host}:{port}/mcp[/]{where}")
-    anyio.run(lambda: server.run_streamable_http_async(host=host, port=port))
+    sock = _bind(host, port)
+    with sock:
+        bound = f"[{host.strip('[]')}]" if ":" in host else host
+        err_console.print(
+            f"engram MCP server on [bold]http://{escape(bound)}:{sock.getsockname()[1]}/mcp[/]{escape(where)}",
+            soft_wrap=True,  # one line: scripts read the port from it
+        )
+        if not _loopback(host):
+            err_console.print(
+                f"[bold red]WARNING: binding {escape(host)}: the MCP server has no authentication; anyone "
+                "who can reach this port can read, change and delete every memory. Use --host 127.0.0.1, "
+                "or put it behind a proxy that authenticates.[/]"
+            )
+        anyio.run(_serve_http, server, sock, host, log_level.value)

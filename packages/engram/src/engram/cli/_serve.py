@@ -112,7 +112,8 @@ def serve(
 ) -> None:
     """Serve the REST API on one memory (the same database and options as the other commands).
 
-    Binds 127.0.0.1 unless --host says otherwise. OpenAPI document at /openapi.json, docs at /docs.
+    Binds 127.0.0.1 unless --host says otherwise; --port 0 picks a free port, and the address
+    line printed once the server listens gives the port. OpenAPI document at /openapi.json, docs at /docs.
 
     Example: [bold]engram serve --port 8000 --api-keys ~/.config/engram/keys.json[/]
     """
@@ -136,8 +137,6 @@ def serve(
         start_export(otlp_endpoint, otlp_protocol)  # bad input: a ConfigurationError, one red line
     application = rest.create_app(memory, api_keys=keys, max_body_bytes=max_body_bytes)
 
-    where = f"[{host}]" if ":" in host else host
-    err_console.print(f"[green]engram REST API[/] on [bold]http://{escape(where)}:{port}[/] (docs at /docs)")
     err_console.print(f"  database: {escape(str(db_path)) if db_path else 'from the configuration'}")
     if keys is not None:
         err_console.print(f"  auth: API keys from {escape(str(keys.path))} ({n_keys} keys)")
@@ -154,7 +153,18 @@ def serve(
                 f"[bold red]WARNING: binding {escape(host)} without API keys: anyone who can reach this port can "
                 "read, change and delete every memory. Use --api-keys (engram serve key add) or --host 127.0.0.1.[/]"
             )
-    server = uvicorn.Server(
+    where = f"[{host}]" if ":" in host else host
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # bound: the real port (--port 0 picks a free one)
+                bound = self.servers[0].sockets[0].getsockname()[1]
+                err_console.print(
+                    f"[green]engram REST API[/] on [bold]http://{escape(where)}:{bound}[/] (docs at /docs)"
+                )
+
+    server = Server(
         uvicorn.Config(
             application, host=host, port=port, log_level=log_level, lifespan="on", server_header=False
         )

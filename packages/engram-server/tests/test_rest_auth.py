@@ -121,16 +121,57 @@ def test_scoped_key_never_sees_another_users_memories(
         ):
             assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
             no_bob(r)
-    # importing over bob's id is refused and changes nothing
+    # importing with bob's id stores alice's memory under another id and leaves bob's alone
     line = json.dumps({"id": b1, "memory": "overwritten by alice"})
     r = client.post("/import", json={"content": line}, headers=alice)
-    assert r.status_code == 403
+    assert r.status_code == 200 and r.json()["imported"] == 1
     admin = _h(made["admin"])
     assert client.get(f"/memories/{b1}", headers=admin).json()["memory"] == "bob's secret plan"
     assert client.get("/memories", params={"user_id": "bob"}, headers=admin).json()["results"][0]["id"] == b2
     # alice's own delete-all leaves bob alone
-    assert client.delete("/memories", headers=alice).json()["deleted"] == 1
+    assert client.delete("/memories", headers=alice).json()["deleted"] == 2
     assert len(client.get("/memories", headers=admin).json()["results"]) == 2
+
+
+def test_import_ids_tell_nothing_and_reach_no_other_scope(
+    client: TestClient, keys: tuple[KeyStore, dict[str, str]]
+) -> None:
+    from engram.core import WriteBatch
+
+    made = keys[1]
+    alice, admin = _h(made["alice"]), _h(made["admin"])
+    b_active = _add(client, made["bob"], "bob's active memory")
+    b_archived = _add(client, made["bob"], "bob's archived memory")
+    store = client.app.state.memory.vector_store  # type: ignore[attr-defined]
+    client.portal.call(store.write, WriteBatch(archive=[(b_archived, "superseded")]))  # type: ignore[union-attr]
+    assert client.get(f"/memories/{b_archived}", headers=admin).status_code == 404  # archived only
+    own = _add(client, made["alice"], "alice's own")
+
+    def import_(mid: str, text: str) -> dict[str, Any]:
+        r = client.post("/import", json={"content": json.dumps({"id": mid, "memory": text})}, headers=alice)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    # an id used (active or only archived) in another scope and one used nowhere: the same answer
+    answers = [import_(mid, "alice's import") for mid in (b_active, b_archived, "never-used")]
+    assert answers[0] == answers[1] == answers[2]
+    mine = {m["id"]: m["memory"] for m in client.get("/memories", headers=alice).json()["results"]}
+    assert len(mine) == 4 and mine[own] == "alice's own"
+    assert not {b_active, b_archived, "never-used"} & set(mine)  # each got an id of alice's own
+    # importing the same lines again replaces them (the ids are derived, not random)
+    for mid in (b_active, b_archived, "never-used"):
+        import_(mid, "alice's import, again")
+    again = {m["id"]: m["memory"] for m in client.get("/memories", headers=alice).json()["results"]}
+    assert set(again) == set(mine) and list(again.values()).count("alice's import, again") == 3
+    # an id already alice's is kept
+    import_(own, "alice's own, replaced")
+    assert client.get(f"/memories/{own}", headers=alice).json()["memory"] == "alice's own, replaced"
+    # deleting what alice imported leaves every version of bob's alone
+    for mid in again:
+        assert client.delete(f"/memories/{mid}", headers=alice).status_code == 200
+    assert client.get(f"/memories/{b_active}", headers=admin).json()["memory"] == "bob's active memory"
+    archived = client.get("/archive", params={"user_id": "bob"}, headers=admin).json()["results"]
+    assert [(m["id"], m["memory"]) for m in archived] == [(b_archived, "bob's archived memory")]
 
 
 def test_narrower_scope_is_allowed_wider_is_not(
@@ -171,9 +212,59 @@ def test_keys_file_changes_apply_without_restart(
     assert client.get("/memories", headers=alice).status_code == 401
     new_key, _ = writer.add(Scope(user_id="carol"))
     assert client.get("/memories", headers=_h(new_key)).status_code == 200
-    # a broken file keeps the keys read before in force
-    store.path.write_text("{broken")
-    assert client.get("/memories", headers=_h(new_key)).status_code == 200
+    # a file replaced by one of the same size and modification time (a new inode) is read again
+    bob = _h(made["bob"])
+    assert client.get("/memories", headers=bob).status_code == 200
+    text = store.path.read_text().replace(hash_key(made["bob"]), hash_key("ek_" + "x" * 43))
+    old = store.path.stat()
+    assert len(text.encode()) == old.st_size  # bob's key swapped for another: the same size
+    other = store.path.with_name("other.json")
+    other.write_text(text)
+    os.utime(other, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(other, store.path)  # a new inode with the old size and modification time
+    assert client.get("/memories", headers=bob).status_code == 401
+    assert client.get("/memories", headers=_h("ek_" + "x" * 43)).status_code == 200
+
+
+def _refused(r: Any) -> None:
+    assert r.status_code == 503 and r.json()["error"]["code"] == "configuration_error", r.text
+    assert "keys file" in r.json()["error"]["message"] and "keys.json" not in r.text  # no path to clients
+
+
+def test_a_keys_file_that_breaks_refuses_every_key(
+    client: TestClient, keys: tuple[KeyStore, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, made = keys
+    admin, alice = _h(made["admin"]), _h(made["alice"])
+    good = store.path.read_bytes()
+    assert client.get("/memories", headers=alice).status_code == 200
+    store.path.write_text("{broken")  # malformed
+    for h in (admin, alice):
+        _refused(client.get("/memories", headers=h))
+    assert "cannot be used" in caplog.text and "not valid JSON" in caplog.text
+    store.path.write_bytes(good)  # fixed: the keys work again
+    assert client.get("/memories", headers=alice).status_code == 200
+    store.path.unlink()  # deleted
+    _refused(client.get("/memories", headers=admin))
+    assert "does not exist" in caplog.text
+    store.path.write_text('{"version": 1, "keys": [{"id": "k"}]}')  # valid JSON, not a keys file
+    _refused(client.get("/memories", headers=admin))
+    store.path.write_bytes(good)
+    assert client.get("/memories", headers=admin).status_code == 200
+    if os.geteuid() != 0:  # root reads a file whatever its mode
+        store.path.chmod(0)  # unreadable
+        _refused(client.get("/memories", headers=admin))
+        store.path.chmod(0o600)
+        assert client.get("/memories", headers=admin).status_code == 200
+
+
+def test_keys_file_is_0600_even_over_a_leftover_temporary_file(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    leftover = tmp_path / "keys.json.tmp"
+    leftover.write_text("old")
+    leftover.chmod(0o644)
+    store.add(None)
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600 and not leftover.exists()
 
 
 def test_bad_keys_files(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from engram.core import Scope
+from engram.core.errors import ConfigurationError
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 
@@ -96,7 +97,8 @@ def security_dependencies(keys: KeyStore | None) -> list[Any]:
 
 async def current_caller(request: Request) -> Caller:
     """The :class:`Caller`: admin for everyone without a key store (``app.state.keys``); with one,
-    a missing or unknown key is 401."""
+    a missing or unknown key is 401, and every key is 503 ``configuration_error`` while the keys
+    file cannot be used (deleted, unreadable or malformed since the server read it)."""
     keys: KeyStore | None = request.app.state.keys
     if keys is None:
         return Caller(None)
@@ -106,7 +108,13 @@ async def current_caller(request: Request) -> Caller:
         raise ApiError(
             "unauthorized", "an API key is required: Authorization: Bearer <key>", headers=challenge
         )
-    found = keys.verify(presented)
+    try:
+        found = keys.verify(presented)
+    except ConfigurationError:  # fail closed; the file's path and the reason go to the server log
+        raise ApiError(
+            "configuration_error",
+            "the server cannot read its API keys file: every API key is refused until it is fixed",
+        ) from None
     if found is None:
         raise ApiError("unauthorized", "unknown API key", headers=challenge)
     return Caller(found)

@@ -117,21 +117,26 @@ def _parse(data: Any, source: str) -> list[ApiKey]:
 
 class KeyStore:
     """The keys file, read when first needed and again whenever it changes on disk (so
-    ``engram serve key add`` / ``remove`` take effect on a running server). If a changed file
-    cannot be read, the keys last read stay in force and the problem is logged.
+    ``engram serve key add`` / ``remove`` take effect on a running server). A change is seen as a
+    different device, inode, modification time, change time or size.
+
+    It fails closed: if the file is deleted, becomes unreadable or malformed after a successful
+    read, no key is valid (:meth:`keys` and :meth:`verify` raise) until the file is readable again;
+    the problem is logged once per change.
 
     Args:
         path: the keys file. It need not exist yet for :meth:`add`.
 
     Raises:
-        ConfigurationError: (from :meth:`load` and :meth:`keys`) the file is missing or malformed
-            on the first read.
+        ConfigurationError: (from :meth:`load`, :meth:`keys` and :meth:`verify`) the file is
+            missing, unreadable or malformed.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
-        self._keys: list[ApiKey] | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._keys: list[ApiKey] | None = None  # None: never read successfully
+        self._error: str | None = None  # why the file, changed since, cannot be used
+        self._stamp: tuple[int, ...] | None = None
         self._lock = threading.Lock()
 
     def _read(self) -> list[ApiKey]:
@@ -147,31 +152,41 @@ class KeyStore:
             raise ConfigurationError(f"{self.path}: not valid JSON: {exc}") from None
         return _parse(data, str(self.path))
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[int, ...] | None:
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+    def _current(self) -> list[ApiKey]:
+        if self._error is not None:
+            raise ConfigurationError(self._error)
+        assert self._keys is not None
+        return self._keys
 
     def keys(self) -> list[ApiKey]:
-        """The keys in force, re-read when the file changed since the last read."""
+        """The keys in force, re-read when the file changed since the last read.
+
+        Raises:
+            ConfigurationError: the file is missing, unreadable or malformed (now, or since it
+                last changed).
+        """
         stamp = self._stat()
         if self._keys is not None and stamp == self._stamp:
-            return self._keys
+            return self._current()
         with self._lock:
-            if self._keys is not None and stamp == self._stamp:
-                return self._keys
-            try:
-                keys = self._read()
-            except ConfigurationError:
-                if self._keys is None:
-                    raise
-                log.exception("API keys file changed but cannot be read; the keys read before stay in force")
-                self._stamp = stamp
-                return self._keys
-            self._keys, self._stamp = keys, stamp
-            return keys
+            if self._keys is None or stamp != self._stamp:
+                try:
+                    keys = self._read()
+                except ConfigurationError as exc:
+                    if self._keys is None:
+                        raise
+                    log.error("API keys file changed and cannot be used; every API key is refused: %s", exc)
+                    self._keys, self._error, self._stamp = [], str(exc), stamp
+                else:
+                    self._keys, self._error, self._stamp = keys, None, stamp
+            return self._current()
 
     def load(self) -> list[ApiKey]:
         """Read the file now (raises on a missing or malformed file)."""
@@ -179,7 +194,11 @@ class KeyStore:
         return self.keys()
 
     def verify(self, presented: str) -> ApiKey | None:
-        """The stored key matching ``presented``, or ``None``. Compares with every stored hash."""
+        """The stored key matching ``presented``, or ``None``. Compares with every stored hash.
+
+        Raises:
+            ConfigurationError: the keys file cannot be used (see :meth:`keys`).
+        """
         digest = hash_key(presented).encode("ascii")
         found: ApiKey | None = None
         for key in self.keys():
@@ -195,7 +214,9 @@ class KeyStore:
     def _write(self, keys: list[ApiKey]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp.unlink(missing_ok=True)  # a leftover temporary file keeps its mode (and may be a link)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump({"version": 1, "keys": [k.to_json() for k in keys]}, fh, indent=2)
             fh.write("\n")

@@ -4,7 +4,7 @@ the error shape and codes, the body limit, no tracebacks to clients, telemetry s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,18 @@ def test_export_then_import_round_trips(tmp_path: Path) -> None:
         assert b.get("/memories", params={"user_id": "c1"}).json()["results"][0]["memory"] == "hello there"
 
 
+def test_import_refuses_ids_the_other_routes_cannot_address(client: TestClient) -> None:
+    from engram.server.rest._models import MAX_ID
+
+    at_limit = json.dumps({"id": "i" * MAX_ID, "memory": "fits", "user_id": "u"})
+    over = json.dumps({"id": "o" * (MAX_ID + 1), "memory": "too long an id", "user_id": "u"})
+    r = client.post("/import", json={"content": at_limit + "\n" + over})
+    assert f"at most {MAX_ID} characters" in _error(r, 422, "invalid_input")["message"]
+    assert client.get("/memories", params={"user_id": "u"}).json()["results"] == []  # nothing stored
+    assert client.post("/import", json={"content": at_limit}).json()["imported"] == 1
+    assert client.get(f"/memories/{'i' * MAX_ID}").json()["memory"] == "fits"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "code"),
     [
@@ -246,8 +258,8 @@ async def test_body_limit_counts_a_streamed_body(tmp_path: Path) -> None:
         pulled += 1
         return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "http",
@@ -335,6 +347,31 @@ def test_lifespan_closes_the_memory_and_restarts_fresh(tmp_path: Path) -> None:
     anyio.run(given.aclose)
 
 
+def test_a_restart_keeps_the_memorys_telemetry_providers(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(AsyncMemory(_config(tmp_path / "p.db"), tracer_provider=provider))
+    for run in range(2):  # the second lifespan builds a new memory: its spans still go to provider
+        with TestClient(app) as c:
+            exporter.clear()
+            c.get("/memories", params={"user_id": "u"})
+            assert "engram.get_all" in [s.name for s in exporter.get_finished_spans()], run
+    provider.shutdown()
+
+
+def test_list_refuses_two_different_limits(client: TestClient) -> None:
+    for i in range(3):
+        _add(client, f"m{i}", user_id="u")
+    _error(client.get("/memories", params={"user_id": "u", "limit": 1, "top_k": 2}), 422, "invalid_input")
+    r = client.get("/memories", params={"user_id": "u", "limit": 2, "top_k": 2})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2
+
+
 def test_bad_max_body_bytes() -> None:
     with pytest.raises(ValueError, match="max_body_bytes"):
         create_app(None, max_body_bytes=0)
@@ -381,8 +418,11 @@ def test_one_server_span_per_request_honouring_traceparent(client: TestClient, s
     ok, missing = server
     assert format(ok.context.trace_id, "032x") == trace_id and format(ok.parent.span_id, "016x") == parent
     assert ok.attributes["http.route"] == "/memories/{memory_id}"
-    assert ok.attributes["http.request.method"] == "GET" and ok.attributes["url.path"] == f"/memories/{mid}"
-    assert ok.attributes["http.response.status_code"] == 200
+    assert dict(ok.attributes) == {
+        "http.request.method": "GET",
+        "http.route": "/memories/{memory_id}",
+        "http.response.status_code": 200,
+    }
     assert missing.attributes["http.response.status_code"] == 404
     # the engine's engram.get span (engram-telemetry) descends from the request's SERVER span
     by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
@@ -413,8 +453,32 @@ def test_server_error_span_is_marked(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert span.attributes["http.response.status_code"] == 500
 
 
-def test_own_middleware_when_fastapi_makes_no_span(spans: Any) -> None:
-    """The fallback for a FastAPI without native telemetry: the same span from Telemetry."""
+def test_spans_never_record_ids_or_filter_values(client: TestClient, spans: Any) -> None:
+    """FastAPI's own request span records ``url.query``; it is off, and engram's records no path,
+    query, header or body: not the scope ids, memory ids or filter values."""
+    secrets = ("alice@example.com", "Maya-secret-value", "topsecret-agent")
+    mid = _add(client, "private", user_id="alice@example.com", agent_id="topsecret-agent")
+    spans.clear()
+    params = {
+        "user_id": "alice@example.com",
+        "agent_id": "topsecret-agent",
+        "filters": json.dumps({"speaker": "Maya-secret-value"}),
+        "limit": 5,
+    }
+    assert client.get("/memories", params=params).status_code == 200
+    assert client.get(f"/memories/{mid}", params={"user_id": "alice@example.com"}).status_code == 200
+    assert client.get("/memories", params={**params, "limit": 0}).status_code == 422  # a failed validation
+    finished = spans.get_finished_spans()
+    assert len(_server_spans(spans)) == 3 and {s.instrumentation_scope.name for s in finished} == {"engram"}
+    for span in finished:
+        values = [span.name, *(str(k) + "=" + str(v) for k, v in (span.attributes or {}).items())]
+        values += [str(a) for e in span.events for a in (e.attributes or {}).values()]
+        for text in values:
+            assert not any(s in text for s in (*secrets, mid)), (span.name, text)
+
+
+def test_own_middleware_on_a_bare_app(spans: Any) -> None:
+    """The Telemetry middleware alone: names, attributes, traceparent and a 5xx."""
     from engram.server.rest._middleware import Telemetry
     from fastapi import FastAPI
     from opentelemetry import trace
@@ -438,7 +502,6 @@ def test_own_middleware_when_fastapi_makes_no_span(spans: Any) -> None:
     assert ok.name == "GET /items/{item_id}" and format(ok.context.trace_id, "032x") == trace_id
     assert dict(ok.attributes) == {
         "http.request.method": "GET",
-        "url.path": "/items/7",
         "http.route": "/items/{item_id}",
         "http.response.status_code": 200,
     }

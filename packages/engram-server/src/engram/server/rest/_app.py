@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
 from typing import Annotated, Any
 
-from engram.core import AsyncMemory, MemoryConfig, Scope, parse_filters
+from engram.core import AsyncMemory, MemoryConfig, MemoryItem, Scope, parse_filters
 from fastapi import FastAPI, Path, Query
 from fastapi.responses import Response
 
@@ -79,10 +80,23 @@ ArchivedQ = Annotated[
 ]
 
 
-def _native_telemetry() -> bool:
-    """Whether this FastAPI makes an OpenTelemetry SERVER span per request itself (its
-    ``telemetry=`` option): then it, not :class:`Telemetry`, traces requests."""
-    return "telemetry" in inspect.signature(FastAPI.__init__).parameters
+# FastAPI's own OpenTelemetry support (its ``telemetry=`` option, in the versions that have it) is
+# turned off: its request span records ``url.query`` (scope ids, filter values), and its logs record
+# validation failures and exception messages. :class:`Telemetry` makes the one SERVER span instead.
+_FASTAPI_TELEMETRY_OFF = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
+def _no_fastapi_telemetry() -> dict[str, Any]:
+    """``FastAPI(**this)`` turns FastAPI's own telemetry off where FastAPI has it."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": dict(_FASTAPI_TELEMETRY_OFF)}
+    return {}
 
 
 def _doc(model: Any, tag: str, summary: str) -> dict[str, Any]:
@@ -147,7 +161,9 @@ def create_app(
         nonlocal closed
         if closed:  # started again after a shutdown: a fresh memory on the same configuration
             old: AsyncMemory = app.state.memory
-            app.state.memory = AsyncMemory(old.config, registry=old.registry)
+            fresh = AsyncMemory(old.config, registry=old.registry)
+            fresh._tel = old._tel  # the tracer and meter providers it was given
+            app.state.memory = fresh
             closed = False
         current: AsyncMemory = app.state.memory
         load: Callable[[], Awaitable[object]] | None = getattr(current.embedder, "load", None)
@@ -170,14 +186,14 @@ def create_app(
         version=_version(),
         lifespan=lifespan,
         responses=error_responses,
+        **_no_fastapi_telemetry(),
     )
     app.state.memory = mem
     app.state.keys = keys
     install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # type: ignore[arg-type]
     app.add_middleware(Guard)  # type: ignore[arg-type]
-    if not _native_telemetry():  # else FastAPI makes the SERVER span itself: one per request
-        app.add_middleware(Telemetry)  # type: ignore[arg-type]
+    app.add_middleware(Telemetry)  # type: ignore[arg-type]
     _routes(app, security_dependencies(keys))
 
     @app.get("/health", **_doc(HealthResponse, "server", "Liveness (no API key needed)"))
@@ -230,6 +246,8 @@ def _routes(app: FastAPI, security: list[Any]) -> None:
         top_k: Annotated[int | None, Query(ge=1, le=MAX_LIMIT, description="mem0's name for limit.")] = None,
         include_archived: ArchivedQ = False,
     ) -> dict[str, Any]:
+        if limit is not None and top_k is not None and limit != top_k:
+            raise ApiError("invalid_input", "give limit or top_k, not two different values")
         scope = caller.resolve(user_id, agent_id, run_id, required=False)
         flt = _filters(filters)
         n = limit or top_k or 100
@@ -343,20 +361,56 @@ def _routes(app: FastAPI, security: list[Any]) -> None:
         scope = caller.resolve(body.user_id, body.agent_id, body.run_id, required=False)
         parsed = formats.parse_file(body.content, body.format, scope=scope, source="content")
         items = [r.item for r in parsed.records]
+        for it in items:  # the other routes could never address a longer id
+            if len(it.id) > MAX_ID:
+                raise ApiError(
+                    "invalid_input", f"memory ids are at most {MAX_ID} characters; one has {len(it.id)}"
+                )
         if not caller.admin:
             for it in items:
                 if not caller.sees({"user_id": it.user_id, "agent_id": it.agent_id, "run_id": it.run_id}):
                     raise ApiError(
                         "forbidden", f"memory {it.id!r} belongs to a scope this API key cannot write"
                     )
-            existing = await mem().vector_store.get([it.id for it in items]) if items else []
-            for old in existing:  # an id taken in another scope must not be overwritten
-                if not caller.sees(old.to_dict()):
-                    raise ApiError(
-                        "forbidden", f"memory id {old.id!r} is taken by a scope this API key cannot write"
-                    )
+            await _own_ids(caller, items)
         result = await ingest(mem(), parsed.records) if items else {"imported": 0, "scopes": []}
         return {"format": parsed.format, **result, "skipped": parsed.skipped, "warnings": parsed.warnings}
+
+    async def versions(ids: list[str]) -> list[MemoryItem]:
+        """Every stored version (active and archived, any scope) of these ids."""
+        store = mem().vector_store
+        found: list[MemoryItem] = []
+        archive = "archive" in getattr(store, "capabilities", ())
+        for start in range(0, len(ids), _ID_BATCH):
+            chunk = ids[start : start + _ID_BATCH]
+            found += await store.get(chunk)
+            if archive:
+                by_id = parse_filters({"id": {"in": chunk}})
+                found += await store.list(None, filters=by_id, limit=None, archived=True)
+        return found
+
+    async def _own_ids(caller: Caller, items: list[MemoryItem]) -> None:
+        """Give a scoped key's imported memories ids that cannot reach another scope.
+
+        An id is kept when it is already the caller's: stored (active or archived) and every
+        stored version in the caller's scope. Any other id (new, or used elsewhere: the two are
+        treated alike, so the answer tells nothing about other scopes) becomes a UUID derived from
+        the memory's scope and the given id, so importing the same file again replaces, not
+        duplicates. A derived id used outside the caller's scope (only an admin key could put it
+        there) is refused, changing nothing.
+        """
+        stored: dict[str, list[MemoryItem]] = {}
+        for v in await versions(sorted({it.id for it in items})):
+            stored.setdefault(v.id, []).append(v)
+        for it in items:
+            mine = it.id in stored and all(caller.sees(v.to_dict()) for v in stored[it.id])
+            if not mine:
+                it.id = _scoped_id(it)
+        for v in await versions(sorted({it.id for it in items} - stored.keys())):
+            if not caller.sees(v.to_dict()):
+                raise ApiError(
+                    "forbidden", f"memory id {v.id!r} is used by a scope this API key cannot write"
+                )
 
     @app.get(
         "/export",
@@ -379,6 +433,16 @@ def _routes(app: FastAPI, security: list[Any]) -> None:
         items = await mem().export_items(scope)
         lines = "".join(json.dumps(formats.item_to_json(i), ensure_ascii=False) + "\n" for i in items)
         return Response(lines, media_type="application/x-ndjson")
+
+
+_ID_BATCH = 500  # ids per store query when looking for existing versions
+_IMPORT_NS = uuid.UUID("5b0d3f7e-9c41-4f63-a2d8-1e6c7b94a0f5")
+
+
+def _scoped_id(item: MemoryItem) -> str:
+    """A scoped key's imported id: a UUID 5 of the memory's scope ids and the id it was given."""
+    name = json.dumps([item.user_id, item.agent_id, item.run_id, item.id])
+    return str(uuid.uuid5(_IMPORT_NS, name))
 
 
 def _cli_formats() -> tuple[Any, Any]:

@@ -128,9 +128,11 @@ class Telemetry:
 
     The W3C ``traceparent`` header is honoured (``opentelemetry.propagate.extract``), so the
     engine's ``engram.<op>`` spans become children of the caller's trace. Attributes:
-    ``http.request.method``, ``http.route``, ``url.path``, ``http.response.status_code``; a 5xx
-    sets the span's status to ERROR with ``error.type`` = the status code. opentelemetry-api
-    only: without an SDK the span is a no-op.
+    ``http.request.method``, ``http.route`` (the template, e.g. ``/memories/{memory_id}``) and
+    ``http.response.status_code``; a 5xx sets the span's status to ERROR with ``error.type`` = the
+    status code. Nothing from the request's path, query string, headers or body is recorded:
+    those carry scope ids, memory ids and filter values. opentelemetry-api only: without an SDK
+    the span is a no-op.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -161,7 +163,6 @@ class Telemetry:
             recording = span.is_recording()
             if recording:
                 span.set_attribute("http.request.method", method)
-                span.set_attribute("url.path", scope.get("path", ""))
 
             async def traced(message: Message) -> None:
                 nonlocal status

@@ -1,6 +1,6 @@
 """What engram's telemetry costs: add and search with it off, on with no SDK, and on with an SDK.
 
-    uv run python benchmarks/bench_telemetry.py                  # 2K memories; rewrites docs/telemetry.md
+    uv run python benchmarks/bench_telemetry.py                  # 2K memories; rewrites its section of docs/benchmarks.md
     uv run python benchmarks/bench_telemetry.py --n 10000 --embedder local --no-write
     uv run python benchmarks/bench_telemetry.py --quick          # small, prints only (nox -s bench -- --quick)
 
@@ -19,7 +19,7 @@ call (``--singles`` calls, p50/p95), and ``search(limit=10)`` (``--queries`` que
 ``--warmup``, p50/p95) in a scope holding half the memories. The hash embedder by default (no model
 in the measure); ``--embedder local`` for the ONNX MiniLM. Ratios are to ``off``.
 
-The results replace the ``bench_telemetry`` section of docs/telemetry.md unless ``--no-write``.
+The results replace the ``bench_telemetry`` section of docs/benchmarks.md unless ``--no-write``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from _common import ROOT, machine, percentile, table, write_section
 from bench_ops import Corpus
 
 MODES = ("off", "no SDK", "SDK")
-DOC = ROOT / "docs" / "telemetry.md"
+DOC = ROOT / "docs" / "benchmarks.md"
 
 
 def sdk_providers() -> tuple[Any, Any]:
@@ -144,7 +144,7 @@ def main() -> None:
     p.add_argument("--singles", type=int, default=500)
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--no-write", action="store_true", help="print only; leave docs/telemetry.md alone")
+    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     p.add_argument(
         "--quick", action="store_true", help="500 memories, 100 single adds, 200 queries (CI smoke); no docs write"
     )

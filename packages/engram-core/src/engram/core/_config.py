@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._context import ContextConfig
+from ._decay import DecayConfig
 from .errors import ConfigurationError
 
 __all__ = ["ENV_PREFIX", "FusionConfig", "GraphConfig", "InferConfig", "MemoryConfig", "SearchConfig"]
@@ -40,6 +42,19 @@ class FusionConfig(BaseModel):
     rrf_k: int = Field(default=60, ge=1)
 
 
+class RerankConfig(BaseModel):
+    """How search uses ``MemoryConfig.reranker`` (nothing is reranked without one).
+
+    Attributes:
+        candidates: how many of the best fused hits the reranker sees (at least the caller's
+            limit); the rest keep their fused order below them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: int = Field(default=20, ge=1, le=1000)
+
+
 class SearchConfig(BaseModel):
     """Search defaults.
 
@@ -55,6 +70,11 @@ class SearchConfig(BaseModel):
             the LLM pipeline) are recalled too and ranked with the active ones, marked
             ``"archived": true``. ``None`` turns the fallback off. 0.25 sits between the cosines
             all-MiniLM-L6-v2 gives unrelated sentences (mostly below 0.2) and related ones.
+        rerank: how a configured reranker (``MemoryConfig.reranker``) is used; see
+            :class:`RerankConfig`.
+        decay: the retention factor on scores (off by default); see :class:`DecayConfig`.
+        context: context-aware weighting by task type and memory type (off by default); see
+            :class:`ContextConfig`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +84,9 @@ class SearchConfig(BaseModel):
     path_timeout: float = Field(default=30.0, gt=0)
     threshold: float | None = None
     archive_floor: float | None = Field(default=0.25, ge=-1, le=1)
+    rerank: RerankConfig = RerankConfig()
+    decay: DecayConfig = DecayConfig()
+    context: ContextConfig = ContextConfig()
 
 
 class InferConfig(BaseModel):

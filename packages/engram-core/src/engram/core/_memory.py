@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -33,6 +33,8 @@ from engram.telemetry import (
 )
 
 from ._config import MemoryConfig
+from ._context import apply_context, resolve_task_type
+from ._decay import apply_decay, rehearse
 from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
 from ._fusion import fuse
 from ._graph import GraphOutcome, GraphPipeline, apply_graph_boost, holds_at, query_keys
@@ -150,8 +152,11 @@ class AsyncMemory:
         registry: Registry | None = None,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ):
         self.config = MemoryConfig.parse(config)
+        # "Now" for decay and rehearsal: aware UTC; tests pass a controllable clock.
+        self._clock: Callable[[], datetime] = clock or utcnow
         self.registry = registry or Registry()
         # Spans and metrics go to these OpenTelemetry providers, else to the API's global ones;
         # config.telemetry=False turns both off (providers are then used unwrapped).
@@ -485,6 +490,7 @@ class AsyncMemory:
         limit: int = 10,
         threshold: float | None = None,
         include_archived: bool = False,
+        task_type: str | None = None,
     ) -> dict[str, Any]:
         """Recall the memories that best answer ``query`` in a scope.
 
@@ -534,12 +540,20 @@ class AsyncMemory:
                 isinstance(threshold, bool) or not isinstance(threshold, int | float) or math.isnan(threshold)
             ):
                 raise InvalidInputError(f"threshold must be a number, got {threshold!r}")
+            sc = self.config.search
+            self._ensure()
+            task = await resolve_task_type(query, task_type, sc.context, self._llm)
             recall = await self._recall(query, scope, parsed, limit, include_archived)
             hits = recall.hits
+            hits = apply_context(hits, task, sc.context)
+            now = self._clock()
+            hits = apply_decay(hits, sc.decay, now)
             if threshold is not None:
                 hits = [h for h in hits if h.score >= threshold]
+            hits = hits[:limit]
+            await rehearse(self._store, hits, sc.decay, now)
             out: dict[str, Any] = {
-                "results": [_hit_dict(h) for h in hits[:limit]],
+                "results": [_hit_dict(h) for h in hits],
                 "relations": [r.to_dict(hops) for r, hops in recall.relations[: self.config.graph.relations]],
             }
             if recall.missing:

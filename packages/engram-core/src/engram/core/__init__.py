@@ -2,6 +2,7 @@
 
 from . import errors
 from ._config import ENV_PREFIX, FusionConfig, GraphConfig, InferConfig, MemoryConfig, SearchConfig
+from ._context import ContextConfig, TaskType, classify_task
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
 from ._http import error_text, parse_retry_after, server_message, url_fields
@@ -39,6 +40,7 @@ __all__ = [
     "And",
     "AsyncMemory",
     "Cmp",
+    "ContextConfig",
     "Embedder",
     "Entity",
     "Event",
@@ -64,9 +66,11 @@ __all__ = [
     "ScoredMemory",
     "SearchConfig",
     "SearchMode",
+    "TaskType",
     "VectorQuery",
     "VectorStore",
     "WriteBatch",
+    "classify_task",
     "content_hash",
     "entity_key",
     "error_text",

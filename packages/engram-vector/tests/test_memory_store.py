@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from engram.core import VectorStore
+from engram.core import RehearsalStore, VectorStore
 from engram.testing import VectorStoreConformance
 from engram.vector.memory import MemoryVectorStore
 
@@ -18,5 +18,7 @@ class TestMemoryVectorStore(VectorStoreConformance):
 
 def test_is_a_vector_store() -> None:
     assert isinstance(MemoryVectorStore(), VectorStore)
-    assert MemoryVectorStore.capabilities == frozenset({"archive", "substring_filters", "string_range_filters"})
+    assert isinstance(MemoryVectorStore(), RehearsalStore)
+    assert {"archive", "rehearsal", "substring_filters", "string_range_filters"} <= MemoryVectorStore.capabilities
+    assert not {"lexical", "history", "persistent"} & MemoryVectorStore.capabilities
     assert isinstance(MemoryVectorStore.from_url("memory://"), MemoryVectorStore)

@@ -3,11 +3,12 @@
 from . import errors
 from ._config import ENV_PREFIX, FusionConfig, GraphConfig, InferConfig, MemoryConfig, SearchConfig
 from ._context import ContextConfig, TaskType, classify_task
+from ._decay import DecayConfig, retention
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
 from ._http import error_text, parse_retry_after, server_message, url_fields
 from ._memory import AsyncMemory, fuse_hits, index_text
-from ._protocols import LLM, Embedder, GraphStore, HistoryStore, Reranker, VectorStore
+from ._protocols import LLM, Embedder, GraphStore, HistoryStore, RehearsalStore, Reranker, VectorStore
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
 from ._sync import Memory
 from ._types import (
@@ -41,6 +42,7 @@ __all__ = [
     "AsyncMemory",
     "Cmp",
     "ContextConfig",
+    "DecayConfig",
     "Embedder",
     "Entity",
     "Event",
@@ -60,6 +62,7 @@ __all__ = [
     "Not",
     "Or",
     "Registry",
+    "RehearsalStore",
     "Relation",
     "Reranker",
     "Scope",
@@ -86,6 +89,7 @@ __all__ = [
     "parse_retry_after",
     "parse_time",
     "relation_key",
+    "retention",
     "server_message",
     "url_fields",
     "utcnow",

@@ -16,6 +16,7 @@ To be built from configuration, a provider class may also offer:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ._filters import Filter
@@ -35,7 +36,7 @@ from ._types import (
 if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
     import numpy as np
 
-__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "Reranker", "VectorStore"]
+__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "RehearsalStore", "Reranker", "VectorStore"]
 
 
 @runtime_checkable
@@ -97,6 +98,10 @@ class VectorStore(Protocol):
 
     The scope filter and metadata filters are always applied inside the store: no call returns a
     memory outside the scope it was given.
+
+    Optional: a store with ``"rehearsal"`` in its ``capabilities`` also has
+    :meth:`RehearsalStore.record_access`, which search calls (with decay on) to strengthen the
+    memories it returned; without it decay works from the stored times alone.
     """
 
     async def write(self, batch: WriteBatch) -> None:
@@ -140,6 +145,27 @@ class VectorStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class RehearsalStore(Protocol):
+    """The optional method of a vector store announced by ``"rehearsal"`` in ``capabilities``
+    (kept apart from :class:`VectorStore` so stores without it still satisfy that protocol)."""
+
+    async def record_access(self, ids: Sequence[str], at: datetime) -> int:
+        """Record that search returned these memories at ``at``: for each distinct id of an active
+        memory, ``access_count`` + 1 and ``last_accessed_at`` = the later of the stored value and
+        ``at`` (aware UTC), atomically inside the store (an increment, never a read then a write
+        in the caller, so concurrent calls lose no count). Unknown ids and archived versions are
+        ignored. The memory's other fields, ``updated_at`` included, do not change.
+
+        Returns:
+            how many memories were updated.
+
+        Raises:
+            ProviderError: the store failed; no count of this call is applied where atomic.
+        """
+        ...
 
 
 @runtime_checkable

@@ -165,6 +165,8 @@ class TracedVectorStore(_Proxy):
     count = _store_method("count")
     search = _store_method("search", before=_query_attrs, after=_count)
     reset = _store_method("reset")
+    # Only called on stores with the "rehearsal" capability (engram.core._decay.rehearse).
+    record_access = _store_method("record_access", after=lambda n: {ENGRAM_RESULTS_COUNT: n})
 
 
 class TracedHistoryStore(_Proxy):

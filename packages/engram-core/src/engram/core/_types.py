@@ -229,6 +229,9 @@ class MemoryItem:
         embedding: ``(dims,)`` float32, L2-normalised; set on writes, usually ``None`` on reads.
         archived_at, archive_reason: set on an archived version (an old text kept after an
             UPDATE, ``"superseded"``, or a DELETE, ``"deleted"``); ``None`` on active memories.
+        access_count, last_accessed_at: how many times search has returned it as a rehearsed
+            result and when last (aware UTC), with decay on (see :mod:`engram.core._decay`);
+            kept by stores with the ``"rehearsal"`` capability, ``0`` / ``None`` elsewhere.
     """
 
     id: str
@@ -243,13 +246,16 @@ class MemoryItem:
     embedding: np.ndarray | None = None
     archived_at: datetime | None = None
     archive_reason: str | None = None
+    access_count: int = 0
+    last_accessed_at: datetime | None = None
 
     @property
     def scope(self) -> Scope:
         return Scope(self.user_id, self.agent_id, self.run_id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The mem0-shaped mapping: ids, text, hash, metadata, ISO 8601 times (no embedding)."""
+        """The mem0-shaped mapping: ids, text, hash, metadata, ISO 8601 times (no embedding);
+        ``access_count`` and ``last_accessed_at`` only once the memory has been rehearsed."""
         d: dict[str, Any] = {
             "id": self.id,
             "memory": self.memory,
@@ -265,6 +271,9 @@ class MemoryItem:
             d["archived"] = True
             d["archived_at"] = self.archived_at.isoformat()
             d["archive_reason"] = self.archive_reason
+        if self.access_count or self.last_accessed_at is not None:
+            d["access_count"] = self.access_count
+            d["last_accessed_at"] = self.last_accessed_at.isoformat() if self.last_accessed_at else None
         return d
 
 

@@ -35,6 +35,8 @@ CAPABILITIES: dict[str, str] = {
     "history": "the store is also a HistoryStore and writes WriteBatch.events with the batch",
     "persistent": "data survives closing the store and opening it again (the test class's reopen hook)",
     "archive": "WriteBatch.archive keeps old versions, listable and searchable with archived=True",
+    "rehearsal": "vector stores: record_access(ids, at) counts accesses atomically (access_count + 1, "
+    "last_accessed_at = the later time) and get/list/search return access_count and last_accessed_at",
     "substring_filters": "contains/icontains match substrings of string fields; a store without it raises "
     "InvalidFilterError for a contains/icontains filter with a string operand",
     "string_range_filters": "gt/gte/lt/lte compare strings in code-point order; a store without it raises "

@@ -141,7 +141,118 @@ class ArchiveChecks:
         assert await store.list(None, archived=True, limit=None) == []
 
 
-class VectorStoreConformance(ArchiveChecks, ProviderSuite):
+class RehearsalChecks:
+    """Rehearsal checks, mixed into :class:`VectorStoreConformance` (capability ``"rehearsal"``:
+    :meth:`~engram.core.RehearsalStore.record_access`)."""
+
+    dims: ClassVar[int]
+
+    def _accessed(self, label: str, count: int, at: datetime | None, **kw: Any) -> MemoryItem:
+        it = self.item(label, **kw)  # type: ignore[attr-defined]
+        it.access_count, it.last_accessed_at = count, at
+        return it
+
+    @staticmethod
+    def _assert_access(got: MemoryItem, count: int, at: datetime | None, what: str) -> None:
+        assert got.access_count == count, f"{what}: access_count {got.access_count} != {count}"
+        _assert_time(got.last_accessed_at, at, f"{what} last_accessed_at")
+
+    @requires("rehearsal")
+    async def test_access_fields_roundtrip(self, store: Any) -> None:
+        t = BASE_TIME + timedelta(days=3, microseconds=250_000)
+        a, b = self._accessed("a", 3, t), self._accessed("b", 0, None)
+        await store.write(WriteBatch(upserts=[a, b]))
+        got = {i.id: i for i in await store.get([a.id, b.id])}
+        self._assert_access(got[a.id], 3, t, "get a")
+        self._assert_access(got[b.id], 0, None, "get b")
+        listed = {i.id: i for i in await store.list(None, limit=None)}
+        self._assert_access(listed[a.id], 3, t, "list a")
+        (hit,) = await store.search(VectorQuery(Scope(user_id="u1"), a.embedding, None, None, 1, "dense"))
+        assert hit.item.id == a.id
+        self._assert_access(hit.item, 3, t, "search a")
+        await store.write(WriteBatch(upserts=[self._accessed("a", 0, None)]))  # an upsert replaces them
+        (again,) = await store.get([a.id])
+        self._assert_access(again, 0, None, "replaced a")
+
+    @requires("rehearsal")
+    async def test_record_access_counts_and_keeps_the_latest_time(self, store: Any) -> None:
+        a, b, c = self.item("a"), self.item("b"), self.item("c")  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[a, b, c]))
+        t1 = BASE_TIME + timedelta(days=1)
+        assert await store.record_access([a.id, a.id, b.id, mid("nobody")], t1) == 2  # distinct, known ids
+        got = {i.id: i for i in await store.get([a.id, b.id, c.id])}
+        self._assert_access(got[a.id], 1, t1, "a")
+        self._assert_access(got[b.id], 1, t1, "b")
+        self._assert_access(got[c.id], 0, None, "c (not accessed)")
+        assert await store.record_access([a.id], t1 - timedelta(hours=5)) == 1  # late, older report
+        assert await store.record_access([a.id], t1 + timedelta(hours=2)) == 1
+        (got_a,) = await store.get([a.id])
+        self._assert_access(got_a, 3, t1 + timedelta(hours=2), "a after three")
+        assert got_a.memory == a.memory and got_a.updated_at is None  # nothing else changes
+        _assert_time(got_a.created_at, a.created_at, "a created_at")
+        assert await store.record_access([], t1) == 0
+        for bad in (datetime(2024, 5, 2, 12, 0), "2024-05-02T12:00:00+00:00"):  # naive, not a datetime
+            with pytest.raises(InvalidInputError):
+                await store.record_access([b.id], bad)
+        (got_b,) = await store.get([b.id])
+        self._assert_access(got_b, 1, t1, "b after refused calls")
+        hits = await store.search(VectorQuery(Scope(user_id="u1"), c.embedding, None, None, 3, "dense"))
+        assert hits[0].item.id == c.id and len(hits) == 3  # search is unaffected
+
+    @requires("rehearsal")
+    async def test_record_access_is_atomic_under_concurrency(self, store: Any) -> None:
+        """40 tasks record at once, each a (hot, own) pair: no increment is lost."""
+        tasks = 40
+        hot = self.item("hot")  # type: ignore[attr-defined]
+        own = [self.item(f"own{k}") for k in range(tasks)]  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[hot, *own]))
+        times = [BASE_TIME + timedelta(minutes=k) for k in range(tasks)]
+
+        async def one(k: int) -> None:
+            assert await store.record_access([hot.id, own[k].id], times[k]) == 2
+
+        async with anyio.create_task_group() as tg:
+            for k in range(tasks):
+                tg.start_soon(one, k)
+        (got,) = await store.get([hot.id])
+        self._assert_access(got, tasks, max(times), "hot")
+        for k, it in enumerate(await store.get([i.id for i in own])):
+            self._assert_access(it, 1, times[k], f"own{k}")
+
+    @requires("rehearsal", "archive")
+    async def test_record_access_ignores_archived_versions(self, store: Any) -> None:
+        old = self._accessed("a", 2, BASE_TIME)
+        await store.write(WriteBatch(upserts=[old]))
+        await store.write(WriteBatch(archive=[(old.id, "deleted")]))
+        assert await store.record_access([old.id], BASE_TIME + timedelta(days=1)) == 0
+        (kept,) = await store.list(None, archived=True, limit=None)
+        self._assert_access(kept, 2, BASE_TIME, "archived version")
+        new = self.item("a", "a new text", seed=3)  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[new]))
+        assert await store.record_access([old.id], BASE_TIME + timedelta(days=2)) == 1
+        (active,) = await store.get([old.id])
+        self._assert_access(active, 1, BASE_TIME + timedelta(days=2), "new active version")
+        (kept,) = await store.list(None, archived=True, limit=None)
+        self._assert_access(kept, 2, BASE_TIME, "archived version after")
+
+    @requires("rehearsal", "persistent")
+    async def test_access_counts_persist(self, store: Any) -> None:
+        a = self.item("a")  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=[a]))
+        t = BASE_TIME + timedelta(days=4)
+        await store.record_access([a.id], t)
+        store2 = await self.reopened(store)  # type: ignore[attr-defined]
+        try:
+            (got,) = await store2.get([a.id])
+            self._assert_access(got, 1, t, "after reopen")
+            assert await store2.record_access([a.id], t) == 1
+            (got,) = await store2.get([a.id])
+            assert got.access_count == 2
+        finally:
+            await store2.aclose()
+
+
+class VectorStoreConformance(ArchiveChecks, RehearsalChecks, ProviderSuite):
     """Checks every :class:`~engram.core.VectorStore` must pass. Inherit it in a pytest class::
 
         class TestMyStore(VectorStoreConformance):
@@ -159,7 +270,8 @@ class VectorStoreConformance(ArchiveChecks, ProviderSuite):
     feature are marked with :func:`~engram.testing.requires` and skipped, naming the capability, when
     the store's ``capabilities`` lack it: ``"lexical"`` (BM25 search), ``"history"`` (the store is
     also a HistoryStore fed by ``WriteBatch.events``), ``"persistent"`` (data survives a reopen),
-    ``"archive"`` (``WriteBatch.archive`` keeps old versions, listed and searched with ``archived``).
+    ``"archive"`` (``WriteBatch.archive`` keeps old versions, listed and searched with ``archived``),
+    ``"rehearsal"`` (``record_access`` counts accesses atomically; the items carry the counts).
 
     Class attributes a test class may set:
         capabilities: a frozenset that replaces the store's own ``capabilities`` for these checks

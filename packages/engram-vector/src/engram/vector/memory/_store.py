@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 from engram.core import Filter, MemoryItem, Scope, ScoredMemory, VectorQuery, WriteBatch, matches, utcnow
+from engram.core._decay import check_access_time
 from engram.core.errors import InvalidInputError
 from pydantic import BaseModel, ConfigDict
 
@@ -23,7 +25,7 @@ class MemoryVectorStore:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    capabilities = frozenset({"archive", "substring_filters", "string_range_filters"})
+    capabilities = frozenset({"archive", "rehearsal", "substring_filters", "string_range_filters"})
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -184,6 +186,24 @@ class MemoryVectorStore:
             ScoredMemory(self._copy(self._items[int(rows[t])]), float(scores[t]), {"dense": float(scores[t])})
             for t in top
         ]
+
+    async def record_access(self, ids: Sequence[str], at: datetime) -> int:
+        """Count one access at ``at`` for each distinct active id (see
+        :meth:`engram.core.RehearsalStore.record_access`). Atomic like every method of this
+        store: it never awaits, so no other task on the event loop runs between the read of a
+        count and its increment."""
+        when = check_access_time(at)
+        n = 0
+        for mid in dict.fromkeys(ids):
+            row = self._active.get(mid)
+            if row is None:
+                continue
+            item = self._items[row]
+            item.access_count += 1
+            if item.last_accessed_at is None or when > item.last_accessed_at:
+                item.last_accessed_at = when
+            n += 1
+        return n
 
     async def reset(self) -> None:
         self.__init__(self.config)  # type: ignore[misc]

@@ -5,6 +5,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from engram.core import (
     fuse_hits,
     utcnow,
 )
+from engram.core._decay import check_access_time
 from engram.core.errors import InvalidInputError
 from engram.history.sqlite import (
     HISTORY_SCHEMA,
@@ -56,7 +58,9 @@ CREATE TABLE IF NOT EXISTS memories (
     updated_at INTEGER,
     archived_at    INTEGER,  -- NULL for the active version, set on an archived version
     archive_reason TEXT,
-    speaker    TEXT GENERATED ALWAYS AS (json_extract(metadata, '$.speaker')) VIRTUAL
+    speaker    TEXT GENERATED ALWAYS AS (json_extract(metadata, '$.speaker')) VIRTUAL,
+    access_count     INTEGER NOT NULL DEFAULT 0,  -- rehearsals (see record_access)
+    last_accessed_at INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS memories_active_id ON memories (id) WHERE archived_at IS NULL;
 CREATE INDEX IF NOT EXISTS memories_archived_id ON memories (id) WHERE archived_at IS NOT NULL;
@@ -87,15 +91,28 @@ END
 
 _COLS = (
     "m.seq, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at,"
-    " m.archived_at, m.archive_reason"
+    " m.archived_at, m.archive_reason, m.access_count, m.last_accessed_at"
 )
-_NCOLS = 12
+_NCOLS = 14
 _UPSERT = (
-    "INSERT INTO memories (id, memory, hash, user_id, agent_id, run_id, metadata, created_at, updated_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) WHERE archived_at IS NULL DO UPDATE SET memory = excluded.memory,"
+    "INSERT INTO memories (id, memory, hash, user_id, agent_id, run_id, metadata, created_at, updated_at,"
+    " access_count, last_accessed_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) WHERE archived_at IS NULL DO UPDATE SET memory = excluded.memory,"
     " hash = excluded.hash, user_id = excluded.user_id, agent_id = excluded.agent_id,"
     " run_id = excluded.run_id, metadata = excluded.metadata, created_at = excluded.created_at,"
-    " updated_at = excluded.updated_at RETURNING seq"
+    " updated_at = excluded.updated_at, access_count = excluded.access_count,"
+    " last_accessed_at = excluded.last_accessed_at RETURNING seq"
+)
+# Columns added after the first release, with the DDL that adds them to an older file. Additive
+# and defaulted, so an older engram still reads and writes the file: the schema version stays 1.
+_ADDED_COLUMNS = (
+    ("access_count", "ALTER TABLE memories ADD COLUMN access_count INTEGER NOT NULL DEFAULT 0"),
+    ("last_accessed_at", "ALTER TABLE memories ADD COLUMN last_accessed_at INTEGER"),
+)
+_RECORD_ACCESS = (
+    "UPDATE memories SET access_count = access_count + 1,"
+    " last_accessed_at = max(coalesce(last_accessed_at, ?), ?)"
+    " WHERE archived_at IS NULL AND id IN ({})"
 )
 _PUT_VECTOR = "INSERT OR REPLACE INTO memory_vectors (seq, embedding) VALUES (?, ?)"
 # FTS5's unicode61 tokenizer: letters, digits and private-use characters; everything else separates.
@@ -122,10 +139,19 @@ def _split_statements(sql: str) -> list[str]:
 def _setup(conn: sqlite3.Connection) -> None:
     for stmt in _split_statements(SCHEMA):
         conn.execute(stmt)
+    _migrate(conn)
     create_schema(conn, HISTORY_SCHEMA)
     row = conn.execute("SELECT value FROM engram_meta WHERE key = 'schema_version'").fetchone()
     if int(row[0]) > SCHEMA_VERSION:
         raise InvalidInputError(f"database schema {row[0]} is newer than this engram ({SCHEMA_VERSION}); upgrade engram")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a file made by an older engram lacks (inside the setup transaction)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_xinfo(memories)")}
+    for name, ddl in _ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(ddl)
 
 
 def fts_query(text: str) -> str | None:
@@ -155,6 +181,7 @@ def _row_to_item(r: Sequence[Any]) -> MemoryItem:
         metadata=json.loads(r[7]), created_at=from_micros(r[8]),
         updated_at=from_micros(r[9]) if r[9] is not None else None,
         archived_at=from_micros(r[10]) if r[10] is not None else None, archive_reason=r[11],
+        access_count=r[12], last_accessed_at=from_micros(r[13]) if r[13] is not None else None,
     )
 
 
@@ -306,7 +333,7 @@ class SQLiteVectorStore:
         speaker_weight: float = Field(default=1.0, ge=0)
 
     capabilities = frozenset(
-        {"lexical", "history", "archive", "persistent", "substring_filters", "string_range_filters"}
+        {"lexical", "history", "archive", "persistent", "rehearsal", "substring_filters", "string_range_filters"}
     )
 
     def __init__(self, config: Config | None = None, **kwargs: Any) -> None:
@@ -316,7 +343,7 @@ class SQLiteVectorStore:
             path = str(Path(path).expanduser())
         else:
             self.capabilities = frozenset(
-                {"lexical", "history", "archive", "substring_filters", "string_range_filters"}
+                {"lexical", "history", "archive", "rehearsal", "substring_filters", "string_range_filters"}
             )
         self.path = path
         self._db = Database(path, _setup, on_connect=register_functions, busy_timeout=self.config.busy_timeout)
@@ -388,7 +415,8 @@ class SQLiteVectorStore:
                 _UPSERT,
                 (it.id, it.memory, it.hash, it.user_id, it.agent_id, it.run_id,
                  json.dumps(it.metadata, allow_nan=False, ensure_ascii=False), to_micros(it.created_at),
-                 to_micros(it.updated_at) if it.updated_at is not None else None),
+                 to_micros(it.updated_at) if it.updated_at is not None else None, it.access_count,
+                 to_micros(it.last_accessed_at) if it.last_accessed_at is not None else None),
             ).fetchone()[0]
             conn.execute(_PUT_VECTOR, (seq, blob))
             put.append((seq, (it.user_id, it.agent_id, it.run_id), it.embedding))
@@ -417,6 +445,27 @@ class SQLiteVectorStore:
             for seq, scope, vec in put:
                 idx.put(seq, scope, vec)
             idx.version = version
+
+    # -- rehearsal -----------------------------------------------------------------------------
+
+    async def record_access(self, ids: Sequence[str], at: datetime) -> int:
+        """Count one access at ``at`` for each distinct active id (see
+        :meth:`engram.core.RehearsalStore.record_access`): one ``UPDATE ... SET access_count =
+        access_count + 1`` per 500 ids, all in one write transaction; the dense index and the
+        ``version`` counter are untouched (no embedding or scope changes)."""
+        when = to_micros(check_access_time(at))
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return 0
+
+        def run(conn: sqlite3.Connection) -> int:
+            n = 0
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                n += conn.execute(_RECORD_ACCESS.format(",".join("?" * len(chunk))), [when, when, *chunk]).rowcount
+            return n
+
+        return await self._db.write(run)
 
     # -- history (the same file, the same transactions) ------------------------------------------
 

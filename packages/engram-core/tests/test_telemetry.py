@@ -257,18 +257,20 @@ async def test_search_paths_reflect_what_ran(otel: Otel) -> None:
         out = await mem.search("where does Alice live", user_id=USER, limit=1)
         search = otel.one("engram.search")
         a = attrs(search)
-        assert a["engram.search.paths"] == ("dense", "lexical")
+        assert a["engram.search.paths"] == ("dense", "lexical", "neighbors")
         assert a["engram.search.limit"] == 1 and a["engram.results.count"] == len(out["results"]) == 1
         assert a["engram.scope.kind"] == "user" and "engram.search.missing" not in a
         kids = otel.children(search)
-        assert sorted(s.name for s in kids) == ["embeddings", "engram.vector_store.search", "engram.vector_store.search"]
+        assert sorted(s.name for s in kids) == [
+            "embeddings", "engram.vector_store.neighbors", "engram.vector_store.search", "engram.vector_store.search"
+        ]
         modes = sorted(attrs(s)["engram.query.mode"] for s in kids if s.name == "engram.vector_store.search")
         assert modes == ["dense", "lexical"]
         assert attrs(next(s for s in kids if s.name == "embeddings"))["engram.embed.kind"] == "query"
         otel.exporter.clear()
         await mem.search("where does Alice live", user_id=USER, include_archived=True)
         a = attrs(otel.one("engram.search"))
-        assert a["engram.search.paths"] == ("dense", "lexical", "archive")
+        assert a["engram.search.paths"] == ("dense", "lexical", "archive", "neighbors")
         archived = [attrs(s)["engram.query.archived"] for s in otel.named("engram.vector_store.search")]
         assert sorted(archived) == [False, False, True, True]
 
@@ -277,7 +279,7 @@ async def test_search_on_a_store_without_lexical_runs_dense_only(otel: Otel) -> 
     async with otel.memory({"vector_store": "memory", "embedder": "hash"}) as mem:
         await mem.add("Alice lives in Paris", user_id=USER, infer=False)
         await mem.search("Alice", user_id=USER)
-    assert attrs(otel.one("engram.search"))["engram.search.paths"] == ("dense",)
+    assert attrs(otel.one("engram.search"))["engram.search.paths"] == ("dense", "neighbors")
 
 
 async def test_search_with_a_graph_runs_entity_and_graph_paths(otel: Otel) -> None:
@@ -288,7 +290,7 @@ async def test_search_with_a_graph_runs_entity_and_graph_paths(otel: Otel) -> No
         out = await mem.search("where does Alice live", user_id=USER)
     assert out["relations"]
     search = otel.one("engram.search")
-    assert attrs(search)["engram.search.paths"] == ("dense", "lexical", "entity", "graph")
+    assert attrs(search)["engram.search.paths"] == ("dense", "lexical", "entity", "graph", "neighbors")
     graph = [s for s in otel.spans() if s.name.startswith("engram.graph_store.")]
     assert {s.name for s in graph} == {"engram.graph_store.entities", "engram.graph_store.neighbors"}
     for s in graph:  # started inside nested task groups, still children of the search
@@ -312,7 +314,7 @@ async def test_a_failed_search_path_is_named_and_its_span_is_an_error(otel: Otel
         out = await mem.search("Alice", user_id=USER)
     assert "lexical" in out["missing"]
     a = attrs(otel.one("engram.search"))
-    assert a["engram.search.paths"] == ("dense", "lexical") and a["engram.search.missing"] == ("lexical",)
+    assert a["engram.search.paths"] == ("dense", "lexical", "neighbors") and a["engram.search.missing"] == ("lexical",)
     failed = [s for s in otel.named("engram.vector_store.search") if s.status.status_code == StatusCode.ERROR]
     assert len(failed) == 1 and attrs(failed[0])["engram.query.mode"] == "lexical"
     assert attrs(failed[0])["db.system.name"] == "failinglexicalstore"  # an instance outside engram.*

@@ -193,3 +193,17 @@ async def test_the_rerank_span_and_its_llm_call(server: LLMServer, helpers: Any)
     assert call.parent is not None and call.parent.span_id == rerank.context.span_id
     assert call.attributes["engram.llm.task"] == "rerank"
     provider.shutdown()
+
+
+async def test_a_failing_reranker_keeps_the_fused_order_and_is_named_in_missing(helpers: Any) -> None:
+    from engram.testing.llm_server import Fault
+
+    before = await fused(helpers, limit=5)
+    with LLMServer(default=Fault.status(400, "model is overloaded")) as server:
+        async with await filled(config(server, helpers, reranker="llm")) as memory:
+            out = await memory.search(QUERY, user_id=USER, limit=5)
+    assert "rerank" in out["missing"] and "model is overloaded" in out["missing"]["rerank"]
+    assert [r["id"] for r in out["results"]] != [] and [r["memory"] for r in out["results"]] == [
+        r["memory"] for r in before
+    ]
+    assert all("rerank" not in r["scores"] for r in out["results"])

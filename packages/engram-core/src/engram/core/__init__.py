@@ -1,14 +1,32 @@
 """engram.core: types, provider protocols, the registry, configuration, errors and the engine."""
 
 from . import errors
-from ._config import ENV_PREFIX, FusionConfig, GraphConfig, InferConfig, MemoryConfig, SearchConfig
-from ._context import ContextConfig, TaskType, classify_task
+from ._config import (
+    ENV_PREFIX,
+    FusionConfig,
+    GraphConfig,
+    InferConfig,
+    MemoryConfig,
+    RerankConfig,
+    SearchConfig,
+)
+from ._context import TASK_TYPES, ContextConfig, TaskType, classify_task
 from ._decay import DecayConfig, retention
 from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
 from ._http import error_text, parse_retry_after, server_message, url_fields
 from ._memory import AsyncMemory, fuse_hits, index_text
-from ._protocols import LLM, Embedder, GraphStore, HistoryStore, RehearsalStore, Reranker, VectorStore
+from ._protocols import (
+    LLM,
+    Embedder,
+    GraphStore,
+    HistoryStore,
+    NeighborStore,
+    RehearsalStore,
+    Reranker,
+    VectorStore,
+)
+from ._ranking import BoostConfig
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
 from ._sync import Memory
 from ._types import (
@@ -38,8 +56,10 @@ __all__ = [
     "FIRST_PARTY_EXTRAS",
     "KINDS",
     "LLM",
+    "TASK_TYPES",
     "And",
     "AsyncMemory",
+    "BoostConfig",
     "Cmp",
     "ContextConfig",
     "DecayConfig",
@@ -59,11 +79,13 @@ __all__ = [
     "MemoryConfig",
     "MemoryItem",
     "Message",
+    "NeighborStore",
     "Not",
     "Or",
     "Registry",
     "RehearsalStore",
     "Relation",
+    "RerankConfig",
     "Reranker",
     "Scope",
     "ScoredMemory",

@@ -39,7 +39,8 @@ from ._filters import INT64_MAX, INT64_MIN, Filter, parse_filters
 from ._fusion import fuse
 from ._graph import GraphOutcome, GraphPipeline, apply_graph_boost, holds_at, query_keys
 from ._pipeline import InferOutcome, Pipeline
-from ._protocols import Embedder, GraphStore, HistoryStore, VectorStore
+from ._protocols import Embedder, GraphStore, HistoryStore, Reranker, VectorStore
+from ._ranking import apply_boosts, expand_neighbors, query_hints
 from ._registry import Registry
 from ._tracing import NO_SPAN, NoSpan, traced, unwrap
 from ._types import (
@@ -171,6 +172,7 @@ class AsyncMemory:
         self._history_in_store = False
         self._graph: GraphStore | None = None
         self._llm: Any = None
+        self._reranker: Reranker | None = None
         self._closed = False
 
     @classmethod
@@ -186,6 +188,13 @@ class AsyncMemory:
         if self._closed:
             raise ConfigurationError("this memory has been closed")
         c = self.config
+        # The reranker first: an `llm` reranker without an LLM fails before any store is opened.
+        reranker = self.registry.create("reranker", c.reranker) if c.reranker is not None else None
+        if reranker is not None and getattr(reranker, "needs_llm", False) and c.llm is None:
+            raise ConfigurationError(
+                "the reranker needs an LLM: configure one for the memory (MemoryConfig.llm) or give "
+                "the reranker its own (reranker={'provider': 'llm', 'config': {'llm': ...}})"
+            )
         vector: Any = self.registry.create("vector_store", c.vector_store)
         embedder = self.registry.create("embedder", c.embedder)
         llm = self.registry.create("llm", c.llm) if c.llm is not None else None
@@ -202,6 +211,9 @@ class AsyncMemory:
         tel = self._tel
         self._embedder = traced("embedder", embedder, c.embedder, tel)
         self._llm = traced("llm", llm, c.llm, tel)
+        if reranker is not None and getattr(reranker, "needs_llm", False):
+            reranker.bind_llm(self._llm)
+        self._reranker = cast("Reranker | None", traced("reranker", reranker, c.reranker, tel))
         self._history = traced("history_store", history, history_spec, tel)
         self._history_in_store = in_store
         self._graph = traced("graph_store", graph, c.graph_store, tel)
@@ -258,12 +270,12 @@ class AsyncMemory:
     async def aclose(self) -> None:
         """Release every provider (each once, also one serving as two kinds). Safe to call twice."""
         seen: set[int] = set()
-        for p in (self._vector, self._history, self._graph, self._embedder, self._llm):
+        for p in (self._vector, self._history, self._graph, self._embedder, self._llm, self._reranker):
             raw = unwrap(p)
             if raw is not None and id(raw) not in seen:
                 seen.add(id(raw))
                 await raw.aclose()
-        self._vector = self._embedder = self._history = self._graph = self._llm = None
+        self._vector = self._embedder = self._history = self._graph = self._llm = self._reranker = None
         self._closed = True
 
     async def __aenter__(self) -> AsyncMemory:
@@ -513,17 +525,34 @@ class AsyncMemory:
                 superseded by ``update``) with the active memories. Without it they are recalled
                 only as a fallback, when the best active dense score is below
                 ``config.search.archive_floor``.
+            task_type: the task behind the query, for context-aware weighting
+                (``config.search.context``): one of ``engram.core.TASK_TYPES``
+                (``"troubleshooting"``, ``"design"``, ``"factual_lookup"``, ``"planning"``,
+                ``"general"``), ``"auto"`` to classify the query, or ``None`` (classified only when
+                ``search.context.enabled``; otherwise no weighting).
+
+        After fusion: neighbour expansion and the speaker / "when" / time-window boosts
+        (``config.search.boost``, :mod:`engram.core._ranking`); the reranker when one is
+        configured (``config.reranker``, best ``search.rerank.candidates`` hits, one call); context
+        weighting; decay (``config.search.decay``, off by default); then the threshold and the
+        limit. With decay on, the results returned are rehearsed in stores that can.
 
         Returns:
-            ``{"results": [memory dict + "score" (fused, in [0, 1] for rsf/dbsf, plus the graph
-            boosts) + "scores" (per path: dense cosine, lexical BM25, entity share, graph 1/hops);
+            ``{"results": [memory dict + "score" (fused, in [0, 1] for rsf/dbsf, plus the boosts,
+            times the context weight and the decay factor when those are on) + "scores" (per path:
+            dense cosine, lexical BM25, entity share, graph 1/hops; and what was applied:
+            neighbor, speaker, temporal, time_window, rerank, context, decay);
             archived versions carry "archived": true, "archived_at" and "archive_reason"],
             "relations": [current relations near the question's entities, fewest hops first, each
             {"source", "relationship", "destination", "hops", times...}] (empty without a graph
-            store)}``, plus ``"missing": {path: why}`` when a path failed or timed out.
+            store)}``, plus ``"missing": {path: why}`` when a path failed or timed out, and
+            ``"task_type"`` when context weighting used one.
 
         Raises:
-            InvalidScopeError, InvalidFilterError, InvalidInputError: bad arguments.
+            InvalidScopeError, InvalidFilterError, InvalidInputError: bad arguments (an unknown
+                ``task_type`` too).
+            ConfigurationError: ``search.context.classifier = "llm"`` or an ``llm`` reranker
+                without an LLM.
             ProviderError: every path failed (the first failure is raised).
         """
         with self._operation("search") as span:
@@ -545,6 +574,12 @@ class AsyncMemory:
             task = await resolve_task_type(query, task_type, sc.context, self._llm)
             recall = await self._recall(query, scope, parsed, limit, include_archived)
             hits = recall.hits
+            if self._reranker is not None and len(hits) > 1:
+                try:
+                    hits = await self._rerank(query, hits, max(limit, sc.rerank.candidates))
+                except (EngramError, TimeoutError) as exc:  # as a failed recall path: fused order stands
+                    recall.missing["rerank"] = f"{type(exc).__name__}: {exc}"
+                    log.warning("engram search: the reranker failed, fused order kept (%s: %s)", type(exc).__name__, exc)
             hits = apply_context(hits, task, sc.context)
             now = self._clock()
             hits = apply_decay(hits, sc.decay, now)
@@ -558,11 +593,41 @@ class AsyncMemory:
             }
             if recall.missing:
                 out["missing"] = recall.missing
+            if task is not None:
+                out["task_type"] = task
             if span.recording:
                 span.span.set_attributes({ENGRAM_SEARCH_PATHS: recall.ran, ENGRAM_RESULTS_COUNT: len(out["results"])})
                 if recall.missing:
                     span.set(ENGRAM_SEARCH_MISSING, sorted(recall.missing))
             return out
+
+    async def _rerank(self, query: str, hits: list[ScoredMemory], n: int) -> list[ScoredMemory]:
+        """Reorder the best ``n`` hits with the reranker; the rest stay below them in fused order.
+
+        A reranked hit keeps the reranker's relevance in ``scores["rerank"]``; its score becomes
+        ``lo + (hi - lo) * r`` where ``r`` is the relevance min-max normalised over the reranked
+        hits and ``lo``/``hi`` their lowest/highest fused score, so scores stay on the fusion's
+        scale (a threshold means the same with or without a reranker) and above the hits not
+        reranked.
+        """
+        assert self._reranker is not None
+        head, tail = hits[:n], hits[n:]
+        ranked = await self._reranker.rerank(query, [h.item.memory for h in head])
+        lo, hi = min(h.score for h in head), max(h.score for h in head)
+        rel = [r for _, r in ranked]
+        rmin, rmax = min(rel), max(rel)
+        out: list[ScoredMemory] = []
+        for i, r in ranked:
+            h = head[i]
+            h.scores["rerank"] = r
+            if rmax > rmin:  # all relevances equal: the reranker told nothing, fused scores stay
+                h.score = lo + (hi - lo) * (r - rmin) / (rmax - rmin)
+            out.append(h)
+        if rmax <= rmin:
+            out.sort(key=lambda h: -h.score)
+        seen = {i for i, _ in ranked}
+        out.extend(h for i, h in enumerate(head) if i not in seen)  # a reranker that dropped some
+        return [*out, *tail]
 
     async def _recall(
         self, query: str, scope: Scope, filters: Filter | None, limit: int, include_archived: bool = False
@@ -662,6 +727,20 @@ class AsyncMemory:
         if graph is not None:
             rec.hits = apply_graph_boost(rec.hits, list(entities.values()), rec.relations, gc.entity_boost,
                                          gc.graph_boost)
+        if sc.boost.neighbors > 0 and "neighbors" in caps and rec.hits:
+            ids = [h.item.id for h in rec.hits[:k] if h.item.archived_at is None]
+            adjacent: dict[str, list[MemoryItem]] = {}
+
+            async def neighbor_path() -> None:
+                adjacent.update(await store.neighbors(scope, ids, filters=filters))
+
+            if ids:
+                rec.ran.append("neighbors")
+                await guarded("neighbors", neighbor_path)
+                if "neighbors" in errors:
+                    rec.missing["neighbors"] = f"{type(errors['neighbors']).__name__}: {errors['neighbors']}"
+                rec.hits = expand_neighbors(rec.hits, adjacent, sc.boost.neighbors)
+        rec.hits = apply_boosts(rec.hits, query_hints(query, self._clock()), sc.boost)
         return rec
 
     # -- read ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ._types import (
 if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
     import numpy as np
 
-__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "RehearsalStore", "Reranker", "VectorStore"]
+__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "NeighborStore", "RehearsalStore", "Reranker", "VectorStore"]
 
 
 @runtime_checkable
@@ -164,6 +164,29 @@ class RehearsalStore(Protocol):
 
         Raises:
             ProviderError: the store failed; no count of this call is applied where atomic.
+        """
+        ...
+
+
+@runtime_checkable
+class NeighborStore(Protocol):
+    """The optional method of a vector store announced by ``"neighbors"`` in ``capabilities``;
+    search uses it for neighbour expansion (``search.boost.neighbors``)."""
+
+    async def neighbors(
+        self, scope: Scope, ids: Sequence[str], *, filters: Filter | None = None
+    ) -> dict[str, list[MemoryItem]]:
+        """For each id of an active memory in ``scope``, the active memories of ``scope`` written
+        just before and just after it (order: ``created_at``, then the order of writing), among
+        those matching ``filters``.
+
+        Returns:
+            ``{id: [previous, next]}`` (one or none of each; an id that is unknown, archived or
+            outside ``scope`` is left out).
+
+        Raises:
+            InvalidFilterError: a filter the store cannot evaluate.
+            ProviderError: the store failed.
         """
         ...
 

@@ -167,6 +167,8 @@ class TracedVectorStore(_Proxy):
     reset = _store_method("reset")
     # Only called on stores with the "rehearsal" capability (engram.core._decay.rehearse).
     record_access = _store_method("record_access", after=lambda n: {ENGRAM_RESULTS_COUNT: n})
+    # Only called on stores with the "neighbors" capability (search's neighbour expansion).
+    neighbors = _store_method("neighbors", after=lambda found: {ENGRAM_RESULTS_COUNT: sum(map(len, found.values()))})
 
 
 class TracedHistoryStore(_Proxy):

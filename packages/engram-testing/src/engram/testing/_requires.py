@@ -37,6 +37,8 @@ CAPABILITIES: dict[str, str] = {
     "archive": "WriteBatch.archive keeps old versions, listable and searchable with archived=True",
     "rehearsal": "vector stores: record_access(ids, at) counts accesses atomically (access_count + 1, "
     "last_accessed_at = the later time) and get/list/search return access_count and last_accessed_at",
+    "neighbors": "vector stores: neighbors(scope, ids, filters=) returns the active memories of the scope "
+    "written just before and after each id (created_at, then the order of writing)",
     "substring_filters": "contains/icontains match substrings of string fields; a store without it raises "
     "InvalidFilterError for a contains/icontains filter with a string operand",
     "string_range_filters": "gt/gte/lt/lte compare strings in code-point order; a store without it raises "

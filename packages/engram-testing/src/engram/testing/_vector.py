@@ -252,7 +252,36 @@ class RehearsalChecks:
             await store2.aclose()
 
 
-class VectorStoreConformance(ArchiveChecks, RehearsalChecks, ProviderSuite):
+class NeighborChecks:
+    """Neighbour checks, mixed into :class:`VectorStoreConformance` (capability ``"neighbors"``:
+    :meth:`~engram.core.NeighborStore.neighbors`)."""
+
+    @requires("neighbors")
+    async def test_neighbors_in_order_of_writing(self, store: Any) -> None:
+        t0 = BASE_TIME
+        mine = [self.item(f"n{i}", created_at=t0 + timedelta(seconds=i), metadata={"k": i % 2})  # type: ignore[attr-defined]
+                for i in range(5)]
+        theirs = [self.item(f"o{i}", user_id="u2", created_at=t0 + timedelta(seconds=i, milliseconds=500))  # type: ignore[attr-defined]
+                  for i in range(5)]
+        await store.write(WriteBatch(upserts=[x for pair in zip(mine, theirs, strict=True) for x in pair]))
+        ids = [m.id for m in mine]
+        got = await store.neighbors(Scope(user_id="u1"), [ids[0], ids[2], ids[4], theirs[1].id, mid("nobody")])
+        assert {k: [m.id for m in v] for k, v in got.items()} == {
+            ids[0]: [ids[1]], ids[2]: [ids[1], ids[3]], ids[4]: [ids[3]],
+        }, "neighbours: the scope's memories just before and after, other scopes and unknown ids left out"
+        got = await store.neighbors(Scope(user_id="u1"), [ids[2]], filters=parse_filters({"k": 0}))
+        assert [m.id for m in got[ids[2]]] == [ids[0], ids[4]], "neighbours: only those matching the filters"
+        assert await store.neighbors(Scope(user_id="u1"), []) == {}
+
+    @requires("neighbors")
+    async def test_neighbors_same_time_follow_the_order_of_writing(self, store: Any) -> None:
+        same = [self.item(f"s{i}", created_at=BASE_TIME) for i in range(4)]  # type: ignore[attr-defined]
+        await store.write(WriteBatch(upserts=same))
+        got = await store.neighbors(Scope(user_id="u1"), [same[1].id])
+        assert [m.id for m in got[same[1].id]] == [same[0].id, same[2].id]
+
+
+class VectorStoreConformance(NeighborChecks, ArchiveChecks, RehearsalChecks, ProviderSuite):
     """Checks every :class:`~engram.core.VectorStore` must pass. Inherit it in a pytest class::
 
         class TestMyStore(VectorStoreConformance):
@@ -271,7 +300,8 @@ class VectorStoreConformance(ArchiveChecks, RehearsalChecks, ProviderSuite):
     the store's ``capabilities`` lack it: ``"lexical"`` (BM25 search), ``"history"`` (the store is
     also a HistoryStore fed by ``WriteBatch.events``), ``"persistent"`` (data survives a reopen),
     ``"archive"`` (``WriteBatch.archive`` keeps old versions, listed and searched with ``archived``),
-    ``"rehearsal"`` (``record_access`` counts accesses atomically; the items carry the counts).
+    ``"rehearsal"`` (``record_access`` counts accesses atomically; the items carry the counts),
+    ``"neighbors"`` (``neighbors`` returns the memories written just before and after given ones).
 
     Class attributes a test class may set:
         capabilities: a frozenset that replaces the store's own ``capabilities`` for these checks

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from engram.core import Filter, MemoryItem, Scope, ScoredMemory, VectorQuery, WriteBatch, matches, utcnow
@@ -25,7 +27,7 @@ class MemoryVectorStore:
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    capabilities = frozenset({"archive", "rehearsal", "substring_filters", "string_range_filters"})
+    capabilities = frozenset({"archive", "rehearsal", "neighbors", "substring_filters", "string_range_filters"})
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or self.Config()
@@ -155,6 +157,32 @@ class MemoryVectorStore:
         items.sort(key=key, reverse=True)
         end = None if limit is None else offset + limit
         return [self._copy(i) for i in items[offset:end]]
+
+    async def neighbors(
+        self, scope: Scope, ids: Sequence[str], *, filters: Filter | None = None
+    ) -> dict[str, list[MemoryItem]]:
+        """See :class:`engram.core.NeighborStore`: order ``(created_at, row)``."""
+        mine = set(self._select(scope, None))
+        want = {i: r for i in ids if (r := self._active.get(i)) is not None and r in mine}
+        if not want:
+            return {}
+
+        def key(r: int) -> tuple[Any, int]:
+            return (self._items[r].created_at, r)
+
+        rows = sorted(self._select(scope, filters), key=key)
+        keys = [key(r) for r in rows]
+        out: dict[str, list[MemoryItem]] = {}
+        for mid, row in want.items():
+            k = key(row)
+            lo, hi = bisect.bisect_left(keys, k), bisect.bisect_right(keys, k)
+            found = []
+            if lo > 0:
+                found.append(self._copy(self._items[rows[lo - 1]]))
+            if hi < len(rows):
+                found.append(self._copy(self._items[rows[hi]]))
+            out[mid] = found
+        return out
 
     async def count(self, scope: Scope | None = None, *, filters: Filter | None = None) -> int:
         if scope is None and filters is None:

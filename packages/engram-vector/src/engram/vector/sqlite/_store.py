@@ -37,6 +37,7 @@ from engram.history.sqlite import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._neighbors import neighbors
 from ._sql import filter_sql, is_key_lookup, register_functions, scope_sql
 from ._stopwords import STOP_WORDS
 
@@ -333,7 +334,8 @@ class SQLiteVectorStore:
         speaker_weight: float = Field(default=1.0, ge=0)
 
     capabilities = frozenset(
-        {"lexical", "history", "archive", "persistent", "rehearsal", "substring_filters", "string_range_filters"}
+        {"lexical", "history", "archive", "persistent", "rehearsal", "neighbors", "substring_filters",
+         "string_range_filters"}
     )
 
     def __init__(self, config: Config | None = None, **kwargs: Any) -> None:
@@ -343,7 +345,7 @@ class SQLiteVectorStore:
             path = str(Path(path).expanduser())
         else:
             self.capabilities = frozenset(
-                {"lexical", "history", "archive", "rehearsal", "substring_filters", "string_range_filters"}
+                {"lexical", "history", "archive", "rehearsal", "neighbors", "substring_filters", "string_range_filters"}
             )
         self.path = path
         self._db = Database(path, _setup, on_connect=register_functions, busy_timeout=self.config.busy_timeout)
@@ -516,6 +518,15 @@ class SQLiteVectorStore:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else limit, offset]
         return await self._db.read(lambda c: [_row_to_item(r) for r in c.execute(sql, params)])
+
+    async def neighbors(
+        self, scope: Scope, ids: Sequence[str], *, filters: Filter | None = None
+    ) -> dict[str, list[MemoryItem]]:
+        """See :class:`engram.core.NeighborStore` (two indexed probes per id)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        return await self._db.read(lambda c: neighbors(c, scope, ids, filters, _COLS, _row_to_item))
 
     async def count(self, scope: Scope | None = None, *, filters: Filter | None = None) -> int:
         params: list[Any] = []

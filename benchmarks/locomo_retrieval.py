@@ -185,7 +185,7 @@ def tokens(text: str) -> list[str]:
 
 
 async def run(args: argparse.Namespace, convs: list[Conversation]) -> tuple[dict[str, Scores], dict]:
-    from engram.core import AsyncMemory, MemoryItem, Scope, VectorQuery, content_hash
+    from engram.core import AsyncMemory, MemoryItem, Scope, VectorQuery, content_hash, utcnow
     from rank_bm25 import BM25Okapi
 
     info: dict = {}
@@ -203,7 +203,14 @@ async def run(args: argparse.Namespace, convs: list[Conversation]) -> tuple[dict
         db = str(Path(tmp) / "locomo.db")
         embedder_spec = {"provider": args.embedder}
         base = {"vector_store": {"provider": "sqlite", "config": {"path": db}}, "embedder": embedder_spec}
-        memory = AsyncMemory(base)
+        # "Now" for each conversation is its last session's date: "last year" and a month without a
+        # year are read as the speakers would, and the figures do not depend on the day of the run.
+        now: dict[str, dt.datetime | None] = {"t": None}
+
+        def clock() -> dt.datetime:
+            return now["t"] or utcnow()
+
+        memory = AsyncMemory(base, clock=clock)
         ns = uuid.UUID("5d0c7d1e-2f6b-4a57-9a59-6c0cb1a3e0f1")
         items = []
         for c in convs:
@@ -231,16 +238,17 @@ async def run(args: argparse.Namespace, convs: list[Conversation]) -> tuple[dict
             flush=True,
         )
         variants = {
-            name: AsyncMemory({**base, "embedder": memory.embedder, "search": search})
+            name: AsyncMemory({**base, "embedder": memory.embedder, "search": search}, clock=clock)
             for name, search in VARIANTS.items()
         }
         if args.reranker:
             spec = json.loads(args.reranker) if args.reranker.lstrip().startswith("{") else args.reranker
             variants = {f"engram + reranker {args.reranker}": AsyncMemory(
-                {**base, "embedder": memory.embedder, "reranker": spec}
+                {**base, "embedder": memory.embedder, "reranker": spec}, clock=clock
             ), **variants}
         store = memory.vector_store
         for c in convs:
+            now["t"] = max((d for t in c.turns if (d := _parse_date(t.date)) is not None), default=None)
             scope = Scope(user_id=c.sample_id)
             order = [t.dia_id for t in c.turns]
             bm25 = BM25Okapi([tokens(t.text) for t in c.turns])

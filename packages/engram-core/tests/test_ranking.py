@@ -49,6 +49,13 @@ def day(y: int, m: int, d: int) -> datetime:
         ("What did I decide this year?", [(day(2024, 1, 1), day(2025, 1, 1))]),
         ("Where did we travel last year?", [(day(2023, 1, 1), day(2024, 1, 1))]),
         ("What is my favourite colour?", []),
+        ("Which option may work best?", []),
+        ("What did Jon may have said", []),
+        ("Did they march in the parade?", []),
+        ("What did Jan say about the trip?", []),
+        ("Which of the 3 may be true?", []),
+        ("What did we agree on 3 May?", [(day(2024, 5, 3), day(2024, 5, 4)), (day(2023, 5, 3), day(2023, 5, 4))]),
+        ("What did I do in March?", [(day(2024, 3, 1), day(2024, 4, 1)), (day(2023, 3, 1), day(2023, 4, 1))]),
     ],
 )
 def test_query_windows(query: str, expected: list[tuple[datetime, datetime]]) -> None:
@@ -258,3 +265,17 @@ async def test_search_time_window_boost_with_clock(tmp_path: Path) -> None:
         assert [r["id"] for r in res["results"]][:2] == [new["results"][0]["id"], old["results"][0]["id"]]
         assert res["results"][0]["scores"]["time_window"] == 0.2
         assert "time_window" not in res["results"][1]["scores"]
+
+
+def test_boosts_scale_with_rrf_scores() -> None:
+    hits = [hit("1", "Ann likes tea", 0.016, speaker="Bob"), hit("2", "Ann likes tea", 0.015, speaker="Ann")]
+    out = apply_boosts(hits, query_hints("what does Ann like", NOW), BoostConfig(), scale=0.016)
+    assert out[0].item.id == "2" and out[0].scores["speaker"] == pytest.approx(0.0016)
+    assert out[0].score == pytest.approx(0.015 + 0.0016)
+
+
+def test_a_speaker_without_words_is_never_named() -> None:
+    hits = [hit("1", "a", 0.5, speaker="🙂"), hit("2", "b", 0.45, speaker="Ann")]
+    out = apply_boosts(hits, query_hints("what did Ann say", NOW), BoostConfig())
+    assert [h.item.id for h in out] == ["2", "1"]
+    assert "speaker" not in out[1].scores

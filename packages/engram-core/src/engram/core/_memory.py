@@ -613,6 +613,8 @@ class AsyncMemory:
         assert self._reranker is not None
         head, tail = hits[:n], hits[n:]
         ranked = await self._reranker.rerank(query, [h.item.memory for h in head])
+        if not ranked:  # a reranker outside the protocol: nothing to go by
+            return hits
         lo, hi = min(h.score for h in head), max(h.score for h in head)
         rel = [r for _, r in ranked]
         rmin, rmax = min(rel), max(rel)
@@ -626,7 +628,11 @@ class AsyncMemory:
         if rmax <= rmin:
             out.sort(key=lambda h: -h.score)
         seen = {i for i, _ in ranked}
-        out.extend(h for i, h in enumerate(head) if i not in seen)  # a reranker that dropped some
+        floor = min(h.score for h in out)
+        for i, h in enumerate(head):  # a reranker outside the protocol dropped some: they go last
+            if i not in seen:
+                h.score = min(h.score, floor)
+                out.append(h)
         return [*out, *tail]
 
     async def _recall(
@@ -737,10 +743,12 @@ class AsyncMemory:
             if ids:
                 rec.ran.append("neighbors")
                 await guarded("neighbors", neighbor_path)
-                if "neighbors" in errors:
-                    rec.missing["neighbors"] = f"{type(errors['neighbors']).__name__}: {errors['neighbors']}"
+                if (exc := errors.get("neighbors")) is not None:
+                    rec.missing["neighbors"] = f"{type(exc).__name__}: {exc}"
+                    log.warning("engram search: neighbour expansion is missing (%s: %s)", type(exc).__name__, exc)
                 rec.hits = expand_neighbors(rec.hits, adjacent, sc.boost.neighbors)
-        rec.hits = apply_boosts(rec.hits, query_hints(query, self._clock()), sc.boost)
+        scale = 1.0 if sc.fusion.method != "rrf" or not rec.hits else max(h.score for h in rec.hits)
+        rec.hits = apply_boosts(rec.hits, query_hints(query, self._clock()), sc.boost, scale)
         return rec
 
     # -- read ----------------------------------------------------------------------------------

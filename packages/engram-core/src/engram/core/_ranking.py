@@ -38,7 +38,7 @@ class BoostConfig(BaseModel):
         neighbors: neighbour expansion weight: a memory gains ``neighbors * s`` where ``s`` is the
             best fused score among the memories written just before and after it in its scope
             (stores with the ``neighbors`` capability; others skip it). Default 0.3: on LoCoMo dev
-            it lifts R@10 from 0.684 to 0.745; 0.2-0.4 are within 0.01 of each other.
+            it lifts R@10 from 0.683 to 0.745; 0.2-0.4 are within 0.01 of each other.
         speaker: added to the memories whose ``metadata["speaker"]`` is the one speaker, among the
             candidates' speakers, that the query names. Default 0.1.
         temporal: added, for a "when" question, to the memories whose text says when (a date, a
@@ -69,6 +69,7 @@ _DATE = re.compile(
     rf"(?:\s+(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?\b)?(?:,?\s+(?P<year>(?:19|20)\d{{2}})\b)?",
     re.IGNORECASE,
 )
+_PREP = re.compile(r"\b(?:in|of|on|since|during|early|late|mid|by|until|till|before|after|from)\s*$", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:in|of|during|since|from)\s+((?:19|20)\d{2})\b|\b((?:19|20)\d{2})\b", re.IGNORECASE)
 _RELATIVE = re.compile(r"\b(today|yesterday|(?:last|this)\s+(?:week|month|year))\b", re.IGNORECASE)
 _WHEN = re.compile(r"^\W*when\b|\bwhen\s+(?:did|do|does|was|were|is|are|will|would|has|have|had)\b|\bwhat\s+(?:date|day|time|year|month)\b", re.IGNORECASE)
@@ -106,18 +107,19 @@ def _month_window(year: int, month: int) -> tuple[datetime, datetime]:
 def query_hints(query: str, now: datetime) -> QueryHints:
     """Read the names, "when" and periods in ``query``.
 
-    A month without a year matches that month in the year of ``now`` and the year before; "may"
-    counts as the month only after "in", "of", "on", "since", "during" or beside a day or year.
+    A month without a year matches that month in the year of ``now`` and the year before; "may",
+    "march" and the abbreviations ("jan", "dec") count as months only with a year or after a
+    preposition ("in", "on", "of", "since", "during", "by", "before", "after"...).
     Relative periods ("last week", "yesterday") are counted back from ``now`` (aware UTC).
     """
     windows: list[tuple[datetime, datetime]] = []
     for m in _DATE.finditer(query):
         mon_word = m.group("mon").lower()
         day, year = m.group("d1") or m.group("d2"), m.group("year")
-        if mon_word == "may" and not (day or year):
-            before = query[: m.start()].rstrip().lower()
-            if not before.endswith(("in", "of", "on", "since", "during", "early", "late", "mid")):
-                continue
+        # "may", "march" and the abbreviations are ordinary words or names too ("Jon may...",
+        # "did they march", "Jan said"): they count only with a year or after a preposition.
+        if not year and (mon_word in ("may", "march") or mon_word not in _MONTHS) and not _PREP.search(query[: m.start()]):
+            continue
         month = next(i for i, name in enumerate(_MONTHS, 1) if name.startswith(mon_word[:3]))
         years = [int(year)] if year else [now.year, now.year - 1]
         for y in years:
@@ -175,18 +177,25 @@ def _resort(hits: list[ScoredMemory]) -> list[ScoredMemory]:
     return sorted(hits, key=lambda h: -h.score)  # stable: ties keep the fused order
 
 
-def apply_boosts(hits: Sequence[ScoredMemory], hints: QueryHints, config: BoostConfig) -> list[ScoredMemory]:
+def apply_boosts(
+    hits: Sequence[ScoredMemory], hints: QueryHints, config: BoostConfig, scale: float = 1.0
+) -> list[ScoredMemory]:
     """Add the speaker, temporal and time-window boosts to ``hits`` and re-sort (stable).
 
-    Each boost applied is recorded in ``hit.scores`` (``"speaker"``, ``"temporal"``,
-    ``"time_window"``) as the amount added. Hits no boost applies to are left as they are.
+    Each boost applied is ``scale`` times its configured weight and is recorded in ``hit.scores``
+    (``"speaker"``, ``"temporal"``, ``"time_window"``) as the amount added. ``scale`` is 1 for
+    fused scores in [0, 1] (rsf, dbsf); the engine passes the best fused score for rrf, whose
+    scores are far smaller. Hits no boost applies to are left as they are.
     """
     out = list(hits)
     if not out:
         return out
+    if scale != 1.0:
+        config = config.model_copy(update={k: getattr(config, k) * scale for k in ("speaker", "temporal", "time_window")})
     changed = False
     if config.speaker > 0 and hints.words:
-        named = {sp for h in out if (sp := _speaker(h.item)) and set(_WORD.findall(sp)) <= hints.words}
+        named = {sp for h in out if (sp := _speaker(h.item)) and (words := set(_WORD.findall(sp)))
+                 and words <= hints.words}
         if len(named) == 1:
             (who,) = named
             for h in out:

@@ -274,6 +274,19 @@ class NeighborChecks:
         assert await store.neighbors(Scope(user_id="u1"), []) == {}
 
     @requires("neighbors")
+    async def test_neighbors_in_an_agent_and_run_scope(self, store: Any) -> None:
+        items = [
+            self.item(f"r{i}", user_id=None, agent_id="ag", run_id=f"run{i % 2}",  # type: ignore[attr-defined]
+                      created_at=BASE_TIME + timedelta(seconds=i))
+            for i in range(6)
+        ]
+        await store.write(WriteBatch(upserts=items))
+        got = await store.neighbors(Scope(agent_id="ag", run_id="run0"), [items[2].id, items[1].id])
+        assert {k: [m.id for m in v] for k, v in got.items()} == {items[2].id: [items[0].id, items[4].id]}
+        got = await store.neighbors(Scope(agent_id="ag"), [items[2].id])
+        assert [m.id for m in got[items[2].id]] == [items[1].id, items[3].id]
+
+    @requires("neighbors")
     async def test_neighbors_same_time_follow_the_order_of_writing(self, store: Any) -> None:
         same = [self.item(f"s{i}", created_at=BASE_TIME) for i in range(4)]  # type: ignore[attr-defined]
         await store.write(WriteBatch(upserts=same))

@@ -39,7 +39,7 @@ def neighbors(
         for cmp, order in (("<", "DESC"), (">", "ASC")):
             r = conn.execute(
                 f"SELECT {cols} FROM memories m WHERE {where}"
-                f" AND (m.created_at {cmp} ? OR (m.created_at = ? AND m.seq {cmp} ?))"
+                f" AND m.created_at {cmp}= ? AND (m.created_at {cmp} ? OR m.seq {cmp} ?)"  # a range the index uses
                 f" ORDER BY m.created_at {order}, m.seq {order} LIMIT 1",
                 [*base, created, created, seq],
             ).fetchone()

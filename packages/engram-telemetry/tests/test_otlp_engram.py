@@ -119,7 +119,7 @@ async def test_search(receiver: OTLPReceiver, export: OTLPExport) -> None:
     assert a["engram.results.count"] == len(found["results"]) == 2
     # a string array survives the protobuf round trip as a list
     assert isinstance(a["engram.search.paths"], list) and "dense" in a["engram.search.paths"]
-    assert set(a["engram.search.paths"]) <= {"dense", "lexical", "entity", "graph", "archive"}
+    assert set(a["engram.search.paths"]) <= {"dense", "lexical", "entity", "graph", "archive", "neighbors"}
     names = [s.name for s in below]
     assert "embeddings" in names and "engram.vector_store.search" in names
     query_embed = next(s for s in below if s.name == "embeddings")

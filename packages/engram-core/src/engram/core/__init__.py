@@ -25,6 +25,7 @@ from ._protocols import (
     RehearsalStore,
     Reranker,
     VectorStore,
+    check_rerank_args,
 )
 from ._ranking import BoostConfig
 from ._registry import FIRST_PARTY_EXTRAS, KINDS, Registry
@@ -95,6 +96,7 @@ __all__ = [
     "VectorQuery",
     "VectorStore",
     "WriteBatch",
+    "check_rerank_args",
     "classify_task",
     "content_hash",
     "entity_key",

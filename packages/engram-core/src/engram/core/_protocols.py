@@ -32,11 +32,12 @@ from ._types import (
     VectorQuery,
     WriteBatch,
 )
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:  # numpy is needed only by providers; importing engram.core stays light
     import numpy as np
 
-__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "NeighborStore", "RehearsalStore", "Reranker", "VectorStore"]
+__all__ = ["LLM", "Embedder", "GraphStore", "HistoryStore", "NeighborStore", "RehearsalStore", "Reranker", "VectorStore", "check_rerank_args"]
 
 
 @runtime_checkable
@@ -287,6 +288,29 @@ class GraphStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def check_rerank_args(query: Any, documents: Any, top_n: Any) -> list[str]:
+    """The checks :meth:`Reranker.rerank` owes its callers, for providers to share.
+
+    Returns:
+        ``documents`` as a list.
+
+    Raises:
+        InvalidInputError: ``query`` is not a string; ``documents`` is a string, bytes or not a
+            sequence, or holds a non-string; ``top_n`` is not ``None`` nor a positive integer.
+    """
+    if not isinstance(query, str):
+        raise InvalidInputError(f"rerank() takes a string query; got {type(query).__name__}")
+    if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
+        raise InvalidInputError(f"rerank() takes a sequence of strings as documents; got {type(documents).__name__}")
+    docs = list(documents)
+    for i, d in enumerate(docs):
+        if not isinstance(d, str):
+            raise InvalidInputError(f"rerank() takes string documents; documents[{i}] is a {type(d).__name__}")
+    if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+        raise InvalidInputError(f"top_n must be a positive integer or None; got {top_n!r}")
+    return docs
 
 
 @runtime_checkable

@@ -8,12 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-from engram.core import LLM, LLMResponse, Registry
+from engram.core import LLM, LLMResponse, Registry, check_rerank_args
 from engram.core._pipeline import parse_json_object
 from engram.core.errors import (
     ConfigurationError,
     EngramError,
-    InvalidInputError,
     ProviderError,
     ProviderTimeoutError,
 )
@@ -222,7 +221,7 @@ class LLMReranker:
                 exception); ``ProviderTimeoutError`` past ``timeout``. A reply that cannot be read
                 is not an error (the input order is kept; see the class docstring).
         """
-        docs = _check_input(query, documents, top_n)
+        docs = check_rerank_args(query, documents, top_n)
         if not docs:
             return []
         llm = self._resolve()
@@ -344,23 +343,6 @@ def _index(item: Any) -> int | None:
         m = _NUMBER.match(item)
         return int(m.group(1)) if m else None
     return None
-
-
-def _check_input(query: Any, documents: Any, top_n: Any) -> list[str]:
-    if not isinstance(query, str):
-        raise InvalidInputError(f"rerank() takes a string query; got {type(query).__name__}")
-    if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
-        raise InvalidInputError(
-            f"rerank() takes a sequence of strings as documents; got {type(documents).__name__}"
-        )
-    bad = next((i for i, d in enumerate(documents) if not isinstance(d, str)), None)
-    if bad is not None:
-        raise InvalidInputError(
-            f"rerank() takes string documents; documents[{bad}] is a {type(documents[bad]).__name__}"
-        )
-    if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-        raise InvalidInputError(f"top_n must be a positive integer or None; got {top_n!r}")
-    return list(documents)
 
 
 def _clip(text: str, limit: int) -> str:

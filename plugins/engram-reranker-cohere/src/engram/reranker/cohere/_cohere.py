@@ -10,8 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
-from engram.core import error_text, parse_retry_after, url_fields
-from engram.core.errors import ConfigurationError, InvalidInputError, ProviderError, ProviderTimeoutError
+from engram.core import check_rerank_args, error_text, parse_retry_after, url_fields
+from engram.core.errors import ConfigurationError, ProviderError, ProviderTimeoutError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from cohere import AsyncClientV2
@@ -278,20 +278,7 @@ class CohereReranker:
                 answer.
             ProviderTimeoutError: the call ran past ``total_timeout``, or its last attempt timed out.
         """
-        if not isinstance(query, str):
-            raise InvalidInputError(f"rerank() takes a string query; got {type(query).__name__}")
-        if isinstance(documents, str | bytes) or not isinstance(documents, Sequence):
-            raise InvalidInputError(
-                f"rerank() takes a sequence of strings as documents; got {type(documents).__name__}"
-            )
-        docs = list(documents)
-        for i, d in enumerate(docs):
-            if not isinstance(d, str):
-                raise InvalidInputError(
-                    f"rerank() takes string documents; documents[{i}] is a {type(d).__name__}"
-                )
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-            raise InvalidInputError(f"top_n must be a positive integer or None; got {top_n!r}")
+        docs = check_rerank_args(query, documents, top_n)
         if not docs:
             return []
         c = self.config

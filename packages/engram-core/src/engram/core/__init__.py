@@ -16,6 +16,7 @@ from ._filters import And, Cmp, Filter, Not, Or, matches, parse_filters
 from ._fusion import fuse, normalize_dbsf, normalize_minmax
 from ._http import error_text, parse_retry_after, server_message, url_fields
 from ._memory import AsyncMemory, fuse_hits, index_text
+from ._pipeline import parse_json_object
 from ._protocols import (
     LLM,
     Embedder,
@@ -110,6 +111,7 @@ __all__ = [
     "normalize_messages",
     "normalize_minmax",
     "parse_filters",
+    "parse_json_object",
     "parse_retry_after",
     "parse_time",
     "relation_key",

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-from engram.core import LLM, LLMResponse, Registry, check_rerank_args
-from engram.core._pipeline import parse_json_object
+from engram.core import LLM, LLMResponse, Registry, check_rerank_args, parse_json_object
 from engram.core.errors import (
     ConfigurationError,
     EngramError,

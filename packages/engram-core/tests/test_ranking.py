@@ -279,3 +279,20 @@ def test_a_speaker_without_words_is_never_named() -> None:
     out = apply_boosts(hits, query_hints("what did Ann say", NOW), BoostConfig())
     assert [h.item.id for h in out] == ["2", "1"]
     assert "speaker" not in out[1].scores
+
+
+async def test_a_failing_neighbour_step_is_named_in_missing(caplog: pytest.LogCaptureFixture) -> None:
+    from engram.core.errors import ProviderError
+    from engram.vector.memory import MemoryVectorStore
+
+    class Broken(MemoryVectorStore):
+        async def neighbors(self, scope: Any, ids: Any, *, filters: Any = None) -> Any:
+            raise ProviderError("neighbour index is down", provider="test")
+
+    async with AsyncMemory({"vector_store": Broken(), "embedder": HASH}) as memory:
+        await _conversation(memory)
+        with caplog.at_level("WARNING", logger="engram"):
+            res = await memory.search("what hobby did you pick up recently", user_id="u")
+    assert "neighbour index is down" in res["missing"]["neighbors"]
+    assert res["results"] and all("neighbor" not in r["scores"] for r in res["results"])
+    assert any("neighbors path is missing" in r.getMessage() for r in caplog.records)

@@ -726,9 +726,6 @@ class AsyncMemory:
         if errors and not found and not rec.relations and not entities:
             first = errors.get("dense") or next(iter(errors.values()))
             raise first
-        rec.missing = {p: f"{type(e).__name__}: {e}" for p, e in errors.items()}
-        for p, e in errors.items():
-            log.warning("engram search: the %s path is missing (%s: %s)", p, type(e).__name__, e)
         rec.hits = fuse_hits(found, sc.fusion.model_dump())
         if graph is not None:
             rec.hits = apply_graph_boost(rec.hits, list(entities.values()), rec.relations, gc.entity_boost,
@@ -743,12 +740,12 @@ class AsyncMemory:
             if ids:
                 rec.ran.append("neighbors")
                 await guarded("neighbors", neighbor_path)
-                if (exc := errors.get("neighbors")) is not None:
-                    rec.missing["neighbors"] = f"{type(exc).__name__}: {exc}"
-                    log.warning("engram search: neighbour expansion is missing (%s: %s)", type(exc).__name__, exc)
                 rec.hits = expand_neighbors(rec.hits, adjacent, sc.boost.neighbors)
         scale = 1.0 if sc.fusion.method != "rrf" or not rec.hits else max(h.score for h in rec.hits)
         rec.hits = apply_boosts(rec.hits, query_hints(query, self._clock()), sc.boost, scale)
+        rec.missing = {p: f"{type(e).__name__}: {e}" for p, e in errors.items()}
+        for p, e in errors.items():
+            log.warning("engram search: the %s path is missing (%s: %s)", p, type(e).__name__, e)
         return rec
 
     # -- read ----------------------------------------------------------------------------------
